@@ -1,0 +1,1 @@
+"""Transfer Lab engine: data, augmentation, models, training jobs, runs. No Streamlit here."""

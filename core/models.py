@@ -1,0 +1,212 @@
+"""Models: the seeds' small convnet and transfer models on keras.applications bases.
+
+Transfer models are one flat functional graph: image -> [augmentation] -> preprocess -> the
+base's own layers -> head_pool -> head_dropout -> predictions. No nested base model, so every
+layer can be reached by name for activations and Grad-CAM.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from typing import Callable
+
+import keras
+from keras import layers
+
+from core.augment import AugmentConfig, build_augmentation
+
+NON_BASE = ("image", "augmentation", "preprocess")
+HEAD_PREFIX = ("head_", "predictions")
+
+
+@dataclass(frozen=True)
+class Backbone:
+    label: str
+    build: Callable  # keras.applications constructor
+    preprocess: Callable  # its own preprocess_input
+    min_size: int
+    kwargs: tuple = ()
+
+
+def _apps():
+    a = keras.applications
+    return {
+        "mobilenet_v2": Backbone("MobileNetV2", a.MobileNetV2, a.mobilenet_v2.preprocess_input, 32),
+        "mobilenet": Backbone("MobileNet", a.MobileNet, a.mobilenet.preprocess_input, 32),
+        "mobilenet_025": Backbone("MobileNet (alpha 0.25)", a.MobileNet, a.mobilenet.preprocess_input, 32,
+                                  (("alpha", 0.25),)),
+        "vgg16": Backbone("VGG16", a.VGG16, a.vgg16.preprocess_input, 32),
+        "resnet50": Backbone("ResNet50", a.ResNet50, a.resnet50.preprocess_input, 32),
+        "efficientnet_b0": Backbone("EfficientNetB0", a.EfficientNetB0, a.efficientnet.preprocess_input, 32),
+        "xception": Backbone("Xception", a.Xception, a.xception.preprocess_input, 71),
+        "inception_v3": Backbone("InceptionV3", a.InceptionV3, a.inception_v3.preprocess_input, 75),
+    }
+
+
+BACKBONES: dict[str, Backbone] = _apps()
+BASE_NAMES = ["scratch"] + list(BACKBONES)
+
+
+class WeightsUnavailable(RuntimeError):
+    """Pretrained weights are missing from the Keras cache and could not be downloaded."""
+
+
+@keras.saving.register_keras_serializable(package="transferlab")
+class Preprocess(layers.Layer):
+    """The backbone's own preprocess_input, as a layer so saved models carry it."""
+
+    def __init__(self, backbone: str, **kwargs):
+        super().__init__(**kwargs)
+        self.backbone = backbone
+
+    def call(self, x):
+        return BACKBONES[self.backbone].preprocess(x)
+
+    def get_config(self):
+        return {**super().get_config(), "backbone": self.backbone}
+
+
+def keras_cache_dir() -> str:
+    return os.path.join(os.path.expanduser(os.environ.get("KERAS_HOME", "~/.keras")), "models")
+
+
+def _weights_message(backbone: str, size: int, error: Exception) -> str:
+    url = re.search(r"https?://\S+", str(error))
+    url = url.group(0).rstrip(".:,;)'\"") if url else None
+    file = os.path.basename(url) if url else "the weights file"
+    where = f"Download {url} and put it at {os.path.join(keras_cache_dir(), file)}" if url else \
+        f"Put the file in {keras_cache_dir()}"
+    return (f"ImageNet weights for {BACKBONES[backbone].label} at {size} px are not in the Keras cache and "
+            f"could not be downloaded ({file}). {where}, or set KERAS_HOME to a folder whose models/ "
+            f"has it.")
+
+
+def load_base(backbone: str, input_tensor, image_size: int, weights: str | None = "imagenet"):
+    """The keras.applications base built on input_tensor (no top). Raises WeightsUnavailable."""
+    spec = BACKBONES[backbone]
+    if image_size < spec.min_size:
+        raise ValueError(f"{spec.label} needs images of at least {spec.min_size} px (got {image_size}).")
+    try:
+        return spec.build(include_top=False, weights=weights, input_tensor=input_tensor,
+                          input_shape=(image_size, image_size, 3), **dict(spec.kwargs))
+    except Exception as e:
+        if weights and ("fetch failure" in str(e) or "URL" in str(e) or isinstance(e, OSError)):
+            raise WeightsUnavailable(_weights_message(backbone, image_size, e)) from None
+        raise
+
+
+def _image_input(image_size: int, augment: AugmentConfig | None, seed: int):
+    inputs = keras.Input((image_size, image_size, 3), name="image")
+    x = inputs
+    if augment is not None and not augment.is_identity():
+        x = build_augmentation(augment, seed=seed)(x)
+    return inputs, x
+
+
+def build_scratch(image_size: int, num_classes: int, dropout: float = 0.5,
+                  augment: AugmentConfig | None = None, seed: int = 0) -> keras.Model:
+    """Deep Learning with Python §5.2: Conv 32-64-128-128 + MaxPool, Flatten, Dropout, Dense 512."""
+    inputs, x = _image_input(image_size, augment, seed)
+    x = layers.Rescaling(1 / 255.0, name="preprocess")(x)
+    for i, filters in enumerate((32, 64, 128, 128), 1):
+        x = layers.Conv2D(filters, 3, activation="relu", name=f"conv{i}")(x)
+        x = layers.MaxPooling2D(2, name=f"pool{i}")(x)
+    x = layers.Flatten(name="head_flatten")(x)
+    x = layers.Dropout(dropout, name="head_dropout")(x)
+    x = layers.Dense(512, activation="relu", name="head_dense")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+    return keras.Model(inputs, outputs, name="scratch_convnet")
+
+
+def build_transfer(backbone: str, image_size: int, num_classes: int, dropout: float = 0.2,
+                   augment: AugmentConfig | None = None, weights: str | None = "imagenet",
+                   seed: int = 0) -> keras.Model:
+    """A flat transfer model with the whole base frozen."""
+    inputs, x = _image_input(image_size, augment, seed)
+    x = Preprocess(backbone, name="preprocess")(x)
+    base = load_base(backbone, x, image_size, weights)
+    x = layers.GlobalAveragePooling2D(name="head_pool")(base.output)
+    x = layers.Dropout(dropout, name="head_dropout")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+    model = keras.Model(inputs, outputs, name=f"{backbone}_transfer")
+    unfreeze_top(model, 0)
+    return model
+
+
+def build_head(feature_dim: int, num_classes: int, dropout: float) -> keras.Model:
+    """The transfer head alone, trained on cached features; same layer names as in the full model."""
+    inputs = keras.Input((feature_dim,), name="features")
+    x = layers.Dropout(dropout, name="head_dropout")(inputs)
+    outputs = layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+    return keras.Model(inputs, outputs, name="head")
+
+
+def feature_model(model: keras.Model) -> keras.Model:
+    """image -> pooled base features (the input of the head)."""
+    return keras.Model(model.inputs, model.get_layer("head_pool").output)
+
+
+def base_layers(model: keras.Model) -> list:
+    """The base's layers, bottom to top (not the input, augmentation, preprocess or head)."""
+    return [l for l in model.layers
+            if l.name not in NON_BASE and not l.name.startswith(HEAD_PREFIX)
+            and not isinstance(l, keras.layers.InputLayer)]
+
+
+def unfreeze_top(model: keras.Model, n: int) -> int:
+    """Make the top n base layers trainable (BatchNorm stays frozen, in inference mode).
+
+    Everything below stays frozen; head layers stay trainable. Returns the trainable weight count.
+    """
+    base = base_layers(model)
+    top = {id(l) for l in base[max(0, len(base) - n):]} if n > 0 else set()
+    for layer in base:
+        layer.trainable = id(layer) in top and not isinstance(layer, layers.BatchNormalization)
+    return trainable_params(model)
+
+
+def trainable_params(model: keras.Model) -> int:
+    return int(sum(int(w.numpy().size) for w in model.trainable_weights))
+
+
+def layer_table(model: keras.Model, n: int) -> list[dict]:
+    """One row per base layer, top first: what `unfreeze_top(model, n)` would train."""
+    base = base_layers(model)
+    rows = []
+    for depth, layer in enumerate(reversed(base), 1):
+        in_top = depth <= n
+        is_bn = isinstance(layer, layers.BatchNormalization)
+        rows.append({
+            "from_top": depth,
+            "name": layer.name,
+            "type": type(layer).__name__,
+            "params": int(layer.count_params()) if layer.built else 0,
+            "trains": bool(in_top and not is_bn and layer.weights),
+            "note": "BatchNorm stays frozen" if in_top and is_bn else "",
+        })
+    return rows
+
+
+def cut_points(model: keras.Model, n: int):
+    """The tensors where the frozen part of the graph hands over to the trainable top n layers.
+
+    Returns (prefix, suffix) models: prefix = image -> cut tensors (all frozen, deterministic),
+    suffix = cut tensors -> predictions. Training the suffix trains the full model's layers.
+    """
+    base = base_layers(model)
+    top_ids = {id(l) for l in base[max(0, len(base) - n):]} if n > 0 else set()
+    top_ids |= {id(l) for l in model.layers if l.name.startswith(HEAD_PREFIX)}
+    cut, seen = [], set()
+    # Only this model's own nodes: building sub-models adds nodes to the shared layers.
+    for depth in sorted(model._nodes_by_depth, reverse=True):
+        for node in model._nodes_by_depth[depth]:
+            if id(node.operation) not in top_ids:
+                continue
+            for t in node.input_tensors:
+                if id(t._keras_history.operation) not in top_ids and id(t) not in seen:
+                    seen.add(id(t))
+                    cut.append(t)
+    prefix = keras.Model(model.inputs, cut, name="frozen_prefix")
+    suffix = keras.Model(cut, model.outputs, name="trainable_suffix")
+    return prefix, suffix

@@ -1,0 +1,75 @@
+"""The command line: python -m core.train --data DIR --strategy ... (see README / PRODUCT.md).
+
+Prints progress, then as its last line one JSON object with the result.
+Exit code 0 on success, 1 when training failed, 2 with a one-line error on bad input.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    from core.training import STRATEGIES
+
+    p = argparse.ArgumentParser(prog="python -m core.train", description="Train a Transfer Lab model.")
+    p.add_argument("--data", required=True, help="dataset folder: DIR/{train,validation,test}/CLASS or DIR/CLASS")
+    p.add_argument("--strategy", required=True, choices=STRATEGIES)
+    p.add_argument("--base", default="mobilenet_v2", help="backbone (ignored by scratch)")
+    p.add_argument("--image-size", type=int, default=160)
+    p.add_argument("--epochs", type=int, help="epochs (the head phase, for fine-tune)")
+    p.add_argument("--fine-tune-epochs", type=int)
+    p.add_argument("--unfreeze", type=int, help="top layers of the base to unfreeze (fine-tune)")
+    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=False)
+    p.add_argument("--views", type=int, default=4, help="augmented views cached per image")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--optimizer", default="adam", choices=("adam", "rmsprop", "sgd"))
+    p.add_argument("--learning-rate", type=float)
+    p.add_argument("--fine-tune-learning-rate", type=float, default=1e-5)
+    p.add_argument("--dropout", type=float)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--val-fraction", type=float, default=0.15, help="flat folders only")
+    p.add_argument("--test-fraction", type=float, default=0.15, help="flat folders only")
+    p.add_argument("--runs-dir", default=None)
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from core import data
+    from core.training import Job, TrainConfig
+
+    config = TrainConfig(
+        data=args.data, strategy=args.strategy, base=args.base, image_size=args.image_size,
+        batch_size=args.batch_size, epochs=args.epochs, fine_tune_epochs=args.fine_tune_epochs,
+        unfreeze=args.unfreeze, augment=args.augment, views=args.views, optimizer=args.optimizer,
+        learning_rate=args.learning_rate, fine_tune_learning_rate=args.fine_tune_learning_rate,
+        dropout=args.dropout, seed=args.seed, val_fraction=args.val_fraction,
+        test_fraction=args.test_fraction, **({"runs_dir": args.runs_dir} if args.runs_dir else {}))
+    try:
+        config = config.resolved()
+        data.scan(config.data, config.val_fraction, config.test_fraction, config.seed)
+    except (ValueError, data.DatasetError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+    job = Job(config, echo=lambda line: print(line, flush=True))
+    signal.signal(signal.SIGINT, lambda *_: job.request_stop())
+    signal.signal(signal.SIGTERM, lambda *_: job.request_stop())
+    result = job.run()
+    if job.error:
+        print(f"error: {job.error}", file=sys.stderr)
+        print(json.dumps({"run_dir": job.run_dir, "strategy": config.strategy, "base": config.base,
+                          "error": job.error}))
+        return 2 if job.input_error else 1
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
