@@ -91,41 +91,54 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img
 
 
+def _open_checked(path_or_file) -> Image.Image:
+    """Image.open plus our checks (format, pixel count), errors as readable ValueErrors."""
+    try:
+        img = Image.open(path_or_file)
+    except UnidentifiedImageError:
+        raise ValueError("not an image (the file's content is not a known image format)") from None
+    except Image.DecompressionBombError:
+        raise ValueError(f"too many pixels (over {MAX_PIXELS / 1e6:.0f} megapixels)") from None
+    except OSError as e:  # the header itself is cut short or damaged
+        raise ValueError(f"truncated or corrupt image data ({e})") from None
+    w, h = img.size
+    if img.format not in ACCEPTED_FORMATS:
+        img.close()
+        raise ValueError(f"unsupported format ({img.format}); use JPEG, PNG, GIF, BMP, WebP or TIFF")
+    if w * h > MAX_PIXELS:
+        img.close()
+        raise ValueError(f"too many pixels ({w}x{h} = {w * h / 1e6:.1f} megapixels, "
+                         f"limit {MAX_PIXELS / 1e6:.0f})")
+    if w < 1 or h < 1:
+        img.close()
+        raise ValueError("image has no pixels")
+    return img
+
+
+def _decode(img: Image.Image, size: int | None) -> Image.Image:
+    """Decode an opened image to upright 8-bit RGB, resized to size x size if given."""
+    try:
+        if size and img.format == "JPEG":
+            # Let libjpeg decode at 1/2, 1/4 or 1/8 scale when the result stays >= size.
+            img.draft("RGB", (size, size))
+        img.seek(0)  # first frame of an animated GIF / WebP / TIFF
+        img.load()
+        img = ImageOps.exif_transpose(img) or img
+        img = _to_rgb(img)
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise ValueError(f"truncated or corrupt image data ({e})") from None
+    if size:
+        img = img.resize((size, size), Image.BILINEAR, reducing_gap=3.0)
+    return img.copy()
+
+
 def open_image(path_or_file, size: int | None = None) -> Image.Image:
     """Open, check and decode one image to upright 8-bit RGB, resized to size x size if given.
 
     Raises ValueError with a reason a person understands.
     """
-    try:
-        img = Image.open(path_or_file)
-    except UnidentifiedImageError:
-        raise ValueError("not an image (the file's content is not a known image format)")
-    except Image.DecompressionBombError:
-        raise ValueError(f"too many pixels (over {MAX_PIXELS / 1e6:.0f} megapixels)")
-    except OSError as e:
-        raise ValueError(f"cannot be read ({e})")
-    with img:
-        if img.format not in ACCEPTED_FORMATS:
-            raise ValueError(f"unsupported format ({img.format}); use JPEG, PNG, GIF, BMP, WebP or TIFF")
-        w, h = img.size
-        if w * h > MAX_PIXELS:
-            raise ValueError(f"too many pixels ({w}x{h} = {w * h / 1e6:.0f} megapixels, "
-                             f"limit {MAX_PIXELS / 1e6:.0f})")
-        if w < 1 or h < 1:
-            raise ValueError("image has no pixels")
-        try:
-            if size and img.format == "JPEG":
-                # Let libjpeg decode at 1/2, 1/4 or 1/8 scale when the result stays >= size.
-                img.draft("RGB", (size, size))
-            img.seek(0)  # first frame of an animated GIF / WebP / TIFF
-            img.load()
-            img = ImageOps.exif_transpose(img) or img
-            img = _to_rgb(img)
-        except (OSError, SyntaxError, ValueError, EOFError) as e:
-            raise ValueError(f"truncated or corrupt image data ({e})")
-        if size:
-            img = img.resize((size, size), Image.BILINEAR, reducing_gap=3.0)
-        return img.copy()
+    with _open_checked(path_or_file) as img:
+        return _decode(img, size)
 
 
 def load_image(path_or_file, size: int) -> np.ndarray:
@@ -138,14 +151,13 @@ def _check_file(path: str) -> tuple[str | None, tuple[int, int] | None]:
     try:
         if os.path.getsize(path) == 0:
             return "empty file (0 bytes)", None
-    except OSError as e:
-        return f"cannot be read ({e.strerror})", None
-    try:
-        with Image.open(path) as probe:
-            full_size = probe.size
-        open_image(path, size=64)
+        with _open_checked(path) as img:
+            full_size = img.size
+            _decode(img, 64)
     except ValueError as e:
         return str(e), None
+    except OSError as e:
+        return f"cannot be read ({e.strerror or e})", None
     except Exception as e:  # a decoder bug must not stop the scan
         return f"cannot be decoded ({type(e).__name__}: {e})", None
     return None, full_size
@@ -325,8 +337,12 @@ def load_arrays(items: list[tuple[str, int]], size: int, skipped: list[Skipped] 
 
 
 def make_tf_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, shuffle: bool = False,
-                    seed: int = 0):
-    """A batched, prefetched tf.data pipeline over decoded images (float32 0..255, labels int)."""
+                    seed: int = 0, augmentation=None):
+    """A batched, prefetched tf.data pipeline over decoded images (float32 0..255, labels int).
+
+    `augmentation` (core.augment.build_augmentation) runs here, in the pipeline, so it overlaps
+    with training and never ends up inside a saved model.
+    """
     import tensorflow as tf
 
     ds = tf.data.Dataset.from_tensor_slices((images, labels))
@@ -334,4 +350,6 @@ def make_tf_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, shu
         ds = ds.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size).map(lambda x, y: (tf.cast(x, tf.float32), y),
                                   num_parallel_calls=tf.data.AUTOTUNE)
+    if augmentation is not None and augmentation.layers:
+        ds = ds.map(lambda x, y: (augmentation(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)

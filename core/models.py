@@ -1,8 +1,9 @@
 """Models: the seeds' small convnet and transfer models on keras.applications bases.
 
-Transfer models are one flat functional graph: image -> [augmentation] -> preprocess -> the
-base's own layers -> head_pool -> head_dropout -> predictions. No nested base model, so every
-layer can be reached by name for activations and Grad-CAM.
+Transfer models are one flat functional graph: image -> preprocess -> the base's own layers ->
+head_pool -> head_dropout -> predictions. No nested base model, so every layer can be reached by
+name for activations and Grad-CAM. Augmentation is not part of a model: training applies it in
+the input pipeline (core.data.make_tf_dataset), so saved models hold only what inference needs.
 """
 from __future__ import annotations
 
@@ -14,9 +15,8 @@ from typing import Callable
 import keras
 from keras import layers
 
-from core.augment import AugmentConfig, build_augmentation
 
-NON_BASE = ("image", "augmentation", "preprocess")
+NON_BASE = ("image", "preprocess")
 HEAD_PREFIX = ("head_", "predictions")
 
 
@@ -96,19 +96,10 @@ def load_base(backbone: str, input_tensor, image_size: int, weights: str | None 
         raise
 
 
-def _image_input(image_size: int, augment: AugmentConfig | None, seed: int):
-    inputs = keras.Input((image_size, image_size, 3), name="image")
-    x = inputs
-    if augment is not None and not augment.is_identity():
-        x = build_augmentation(augment, seed=seed)(x)
-    return inputs, x
-
-
-def build_scratch(image_size: int, num_classes: int, dropout: float = 0.5,
-                  augment: AugmentConfig | None = None, seed: int = 0) -> keras.Model:
+def build_scratch(image_size: int, num_classes: int, dropout: float = 0.5) -> keras.Model:
     """Deep Learning with Python §5.2: Conv 32-64-128-128 + MaxPool, Flatten, Dropout, Dense 512."""
-    inputs, x = _image_input(image_size, augment, seed)
-    x = layers.Rescaling(1 / 255.0, name="preprocess")(x)
+    inputs = keras.Input((image_size, image_size, 3), name="image")
+    x = layers.Rescaling(1 / 255.0, name="preprocess")(inputs)
     for i, filters in enumerate((32, 64, 128, 128), 1):
         x = layers.Conv2D(filters, 3, activation="relu", name=f"conv{i}")(x)
         x = layers.MaxPooling2D(2, name=f"pool{i}")(x)
@@ -120,11 +111,10 @@ def build_scratch(image_size: int, num_classes: int, dropout: float = 0.5,
 
 
 def build_transfer(backbone: str, image_size: int, num_classes: int, dropout: float = 0.2,
-                   augment: AugmentConfig | None = None, weights: str | None = "imagenet",
-                   seed: int = 0) -> keras.Model:
+                   weights: str | None = "imagenet") -> keras.Model:
     """A flat transfer model with the whole base frozen."""
-    inputs, x = _image_input(image_size, augment, seed)
-    x = Preprocess(backbone, name="preprocess")(x)
+    inputs = keras.Input((image_size, image_size, 3), name="image")
+    x = Preprocess(backbone, name="preprocess")(inputs)
     base = load_base(backbone, x, image_size, weights)
     x = layers.GlobalAveragePooling2D(name="head_pool")(base.output)
     x = layers.Dropout(dropout, name="head_dropout")(x)
@@ -148,7 +138,7 @@ def feature_model(model: keras.Model) -> keras.Model:
 
 
 def base_layers(model: keras.Model) -> list:
-    """The base's layers, bottom to top (not the input, augmentation, preprocess or head)."""
+    """The base's layers, bottom to top (not the input, preprocess or head)."""
     return [l for l in model.layers
             if l.name not in NON_BASE and not l.name.startswith(HEAD_PREFIX)
             and not isinstance(l, keras.layers.InputLayer)]

@@ -89,6 +89,8 @@ class TrainConfig:
         for name, low in (("image_size", 16), ("batch_size", 1), ("epochs", 0), ("views", 1)):
             if int(getattr(c, name)) < low:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least {low}.")
+        if c.strategy == "scratch" and c.image_size < 48:
+            raise ValueError("The scratch convnet needs images of at least 48 px (four conv + pool stages).")
         if not 0 <= c.dropout < 1:
             raise ValueError("Dropout must be between 0 and 1.")
         return c
@@ -577,11 +579,14 @@ def read_best(run_dir: str) -> dict:
 def _train_scratch(job, c: TrainConfig, sets, augment, n_classes):
     from core import models
 
-    model = models.build_scratch(c.image_size, n_classes, c.dropout, augment, c.seed)
+    from core.augment import build_augmentation
+
+    model = models.build_scratch(c.image_size, n_classes, c.dropout)
     model.compile(_optimizer(c.optimizer, c.learning_rate), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     x, y, _ = sets["train"]
     xv, yv, _ = sets["validation"]
-    train_ds = data_mod.make_tf_dataset(x, y, c.batch_size, shuffle=True, seed=c.seed)
+    train_ds = data_mod.make_tf_dataset(x, y, c.batch_size, shuffle=True, seed=c.seed,
+                                        augmentation=build_augmentation(augment, c.seed) if augment else None)
     val_ds = data_mod.make_tf_dataset(xv, yv, c.batch_size)
     checkpoint = Checkpointer(job.run_dir, model, min_interval=0)
     steps = -(-len(y) // c.batch_size)
@@ -600,7 +605,7 @@ def _train_transfer(job, c: TrainConfig, sets, augment, n_classes):
 
     from core import models
 
-    model = models.build_transfer(c.base, c.image_size, n_classes, c.dropout, None, c.weights, c.seed)
+    model = models.build_transfer(c.base, c.image_size, n_classes, c.dropout, c.weights)
     views = c.views if augment else 1
     x, y, _ = sets["train"]
     xv, yv, _ = sets["validation"]
@@ -623,7 +628,7 @@ def _train_transfer(job, c: TrainConfig, sets, augment, n_classes):
 
     # Phase 1: the head alone, on pooled features.
     if fine_tune:
-        pooled = keras.Model(suffix.inputs, model.get_layer("head_pool").output)
+        pooled = keras.Model(prefix.outputs, model.get_layer("head_pool").output)
         train_f, val_f = _pool_cached(pooled, train_cut, views), _pool_cached(pooled, val_cut, 1)
     else:
         train_f, val_f = train_cut[0], val_cut[0]

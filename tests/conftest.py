@@ -1,0 +1,61 @@
+"""Shared fixtures: tiny generated datasets, a corpus of bad files, offline weights."""
+from __future__ import annotations
+
+import io
+import os
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED = os.path.join(os.path.dirname(ROOT), "shared")
+sys.path.insert(0, ROOT)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+if os.path.isdir(os.path.join(SHARED, "weights")):
+    os.environ.setdefault("KERAS_HOME", os.path.join(SHARED, "weights"))
+CATS_AND_DOGS = os.path.join(SHARED, "datasets", "cats_and_dogs_small")
+
+
+def save_image(path, size=(24, 24), color=(200, 30, 30), mode="RGB", fmt=None, **kwargs):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    img = Image.new(mode, size, color if mode in ("RGB", "RGBA", "CMYK") else 128)
+    img.save(path, format=fmt, **kwargs)
+    return path
+
+
+@pytest.fixture
+def shapes(tmp_path):
+    """A flat-layout dataset of 3 classes x 12 generated 32-px shape images."""
+    from core.sample import make_shapes
+
+    return make_shapes(str(tmp_path / "shapes"), per_class=12, size=32)
+
+
+@pytest.fixture
+def split_shapes(tmp_path):
+    """train/validation/test layout of 2 generated classes."""
+    from core.sample import make_shapes
+
+    root = tmp_path / "split"
+    for split, n, seed in (("train", 16, 0), ("validation", 6, 1), ("test", 6, 2)):
+        make_shapes(str(root / split), per_class=n, size=32, seed=seed, classes=("circle", "square"))
+    return str(root)
+
+
+@pytest.fixture
+def runs_dir(tmp_path, monkeypatch):
+    d = tmp_path / "runs"
+    monkeypatch.setenv("TRANSFERLAB_RUNS_DIR", str(d))
+    return str(d)
+
+
+def jpeg_bytes(size=(40, 30), color=(10, 200, 10), **kwargs) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, color).save(buf, "JPEG", **kwargs)
+    return buf.getvalue()
+
+
+def random_rgb(size=32, seed=0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 255, (size, size, 3), dtype=np.uint8)
