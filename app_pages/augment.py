@@ -1,0 +1,126 @@
+"""Augment: the augmentation settings, previewed live on one image through the training layers."""
+from __future__ import annotations
+
+import os
+
+import streamlit as st
+
+from core import data
+from core.augment import AugmentConfig
+from ui import cache, state, widgets
+
+PREVIEW_SIZE = 160
+VARIANTS = 12
+# Slider ranges: (min, max, step, format) per AugmentConfig field.
+RANGES = {
+    "rotation": (0.0, 180.0, 5.0, "%.0f°"),
+    "width_shift": (0.0, 0.5, 0.05, "%.2f"),
+    "height_shift": (0.0, 0.5, 0.05, "%.2f"),
+    "shear": (0.0, 0.5, 0.05, "%.2f"),
+    "zoom": (0.0, 0.5, 0.05, "%.2f"),
+    "brightness": (0.0, 0.5, 0.05, "%.2f"),
+    "contrast": (0.0, 0.9, 0.05, "%.2f"),
+    "hue": (0.0, 0.5, 0.02, "%.2f"),
+}
+FLIPS = ("horizontal_flip", "vertical_flip")
+HELP = {
+    "rotation": "Random rotation, up to this many degrees either way.",
+    "width_shift": "Random horizontal shift, as a fraction of the width.",
+    "height_shift": "Random vertical shift, as a fraction of the height.",
+    "shear": "Random shear (slanting), as a fraction.",
+    "zoom": "Random zoom in or out, by up to this fraction.",
+    "brightness": "Random brightness change, as a fraction of the value range.",
+    "contrast": "Random contrast change, as a fraction.",
+    "hue": "Random hue shift, as a fraction of a full turn of the colour wheel.",
+}
+
+
+def main() -> None:
+    widgets.page_intro("Augment", (
+        "With few images a network memorises them; augmentation shows it a slightly different version "
+        "of every image at every epoch (turned, shifted, zoomed, flipped, recoloured), so it has to "
+        "learn the object rather than the pixels. Move a slider and the grid shows what training "
+        "will see: these are the very layers, and the very settings, that the Train page uses when "
+        "augmentation is on."))
+    image = image_picker()
+    settings, grid = st.columns([1, 2], gap="large")
+    with settings:
+        config = augment_sliders()
+    with grid:
+        variants_grid(image, config)
+
+
+def image_picker():
+    """One image to augment: from the current dataset, or uploaded."""
+    source = st.radio("Image", ["From the dataset", "Upload one"], horizontal=True, key="aug_source",
+                      persist_state="session")
+    if source == "Upload one":
+        upload = st.file_uploader("An image file", type=sorted(e.lstrip(".") for e in data.IMAGE_EXTENSIONS),
+                                  key="aug_upload")
+        if upload is None:
+            st.caption("Choose a file to see it augmented.")
+            return None
+        try:
+            return data.load_image(upload, PREVIEW_SIZE)
+        except ValueError as e:
+            st.error(f"{upload.name} cannot be used: {e}.")
+            return None
+    try:
+        ds = state.current_dataset()
+    except data.DatasetError as e:
+        st.error(str(e))
+        return None
+    items = ds.splits["train"]
+    left, right = st.columns(2)
+    label = left.selectbox("Class", range(len(ds.classes)), format_func=lambda i: ds.classes[i],
+                           key="aug_class", persist_state="session")
+    paths = [p for p, lab in items if lab == label]
+    path = right.selectbox("File", paths, format_func=os.path.basename, key="aug_file", persist_state="session")
+    return cache.thumbnail(path, PREVIEW_SIZE) if path else None
+
+
+def augment_sliders() -> AugmentConfig:
+    """One control per AugmentConfig field; the result becomes the session's augmentation config."""
+    current = state.augment_config().to_dict()
+    for name, value in current.items():  # seed the widgets from the one stored config
+        st.session_state.setdefault(f"aug_{name}", widget_value(name, value))
+    presets = st.columns(2)
+    presets[0].button("Classic settings", on_click=apply_preset, args=(AugmentConfig.classic(),),
+                      help="Deep Learning with Python §5.2: rotation 40°, shifts 0.2, shear 0.2, zoom 0.2, "
+                           "horizontal flip.", width="stretch", key="aug_classic")
+    presets[1].button("No augmentation", on_click=apply_preset, args=(AugmentConfig(),), width="stretch",
+                      key="aug_none")
+    values = {}
+    for name, (low, high, step, fmt) in RANGES.items():
+        values[name] = st.slider(name.replace("_", " ").capitalize(), low, high, step=step, format=fmt,
+                                 key=f"aug_{name}", help=HELP[name])
+    for name in FLIPS:
+        values[name] = st.checkbox(name.replace("_", " ").capitalize(), key=f"aug_{name}")
+    config = AugmentConfig.from_dict(values)
+    state.set_augment_config(config)
+    return config
+
+
+def apply_preset(config: AugmentConfig) -> None:
+    state.set_augment_config(config)
+    for name, value in config.to_dict().items():
+        st.session_state[f"aug_{name}"] = widget_value(name, value)
+
+
+def widget_value(name: str, value):
+    return bool(value) if name in FLIPS else float(value)
+
+
+def variants_grid(image, config: AugmentConfig) -> None:
+    """The image, then augmented variants drawn afresh with the same settings."""
+    if image is None:
+        return
+    head, button = st.columns([3, 1])
+    head.markdown(f"**The original and {VARIANTS - 1} random variants** — {widgets.describe_augment(config)}")
+    if button.button("New draw", key="aug_reseed", help="Draw other random variants with the same settings."):
+        st.session_state["aug_seed"] = st.session_state.get("aug_seed", 0) + 1
+    variants = cache.augment_preview(image, config.to_dict(), VARIANTS - 1, st.session_state.get("aug_seed", 0))
+    widgets.image_grid([image] + variants, ["original"] + [f"variant {i}" for i in range(1, VARIANTS)], columns=4)
+
+
+main()

@@ -1,0 +1,190 @@
+"""Dataset: choose the folder of images, see what is in it and what had to be left out."""
+from __future__ import annotations
+
+import os
+
+import pandas as pd
+import streamlit as st
+
+from core import data
+from ui import cache, charts, folders, state, widgets
+
+GALLERY_PER_CLASS = 6
+
+
+def main() -> None:
+    widgets.page_intro("Dataset", (
+        "Everything starts with a folder of images, one subfolder per class. Here you choose it and "
+        "check it before any training: how many images each class has in each split, how big they "
+        "are, and every file that cannot be used, with the reason. Small or unbalanced classes and "
+        "unreadable files explain many surprises later."))
+    folder_chooser()
+    try:
+        ds = state.current_dataset()
+    except data.DatasetError as e:
+        st.error(str(e))
+        return
+    split_settings(ds)
+    overview(ds)
+    counts_and_sizes(ds)
+    gallery(ds)
+    skipped_report(ds)
+
+
+def folder_chooser() -> None:
+    """Four ways to pick the dataset: the sample, a typed path, browsing, recent folders."""
+    path = state.dataset_path()
+    name = "the built-in shapes sample" if state.is_sample(path) else f"`{path}`"
+    info, rescan = st.columns([5, 1])
+    info.markdown(f"Current dataset: {name}")
+    if rescan.button("Scan again", key="rescan", help="Read the folder again (after adding or removing files)."):
+        cache.scan_dataset.clear()
+    sample_tab, path_tab, browse_tab, recent_tab = st.tabs(["Sample", "Type a path", "Browse", "Recent"])
+    with sample_tab:
+        sample_choice()
+    with path_tab:
+        typed_path()
+    with browse_tab:
+        folder_browser()
+    with recent_tab:
+        recent_choice()
+
+
+def open_folder(path: str) -> None:
+    """Make path the current dataset if it is allowed (errors shown where the user acted)."""
+    try:
+        real = folders.allowed_folder(path)
+    except folders.FolderNotAllowed as e:
+        st.error(str(e))
+        return
+    if not os.path.isdir(real):
+        st.error(f"Folder not found: {real}")
+        return
+    state.choose_dataset(real)
+    folders.remember_folder(real, state.runs_dir())
+    st.rerun()
+
+
+def sample_choice() -> None:
+    """The generated shapes sample: three classes drawn by our own code, no download needed."""
+    st.caption("Circles, squares and triangles on noisy backgrounds: 80 images per class, "
+               "generated offline. A quick way to try every page.")
+    if st.button("Use the sample", key="use_sample"):
+        open_folder(cache.sample_folder())
+
+
+def typed_path() -> None:
+    """A folder typed by the user, checked against the allowed data roots."""
+    typed = st.text_input("Folder on this server", key="typed_path",
+                          placeholder="/data/cats_and_dogs", help="It must lie under: "
+                          + ", ".join(folders.data_roots()))
+    if st.button("Open", key="open_typed"):
+        open_folder(typed)
+
+
+def folder_browser() -> None:
+    """Walk down from a data root, one folder at a time, and open the one shown."""
+    roots = folders.data_roots()
+    here = st.session_state.get("browse_dir")
+    if not here or not any(folders.is_inside(here, r) for r in roots):
+        here = roots[0]
+    root = st.selectbox("Data root", roots, index=next(i for i, r in enumerate(roots) if folders.is_inside(here, r)))
+    if not folders.is_inside(here, root):
+        here = root
+    st.session_state["browse_dir"] = here
+    st.code(here, language=None)
+    subs = folders.subfolders(here)
+    child = st.selectbox("Subfolders", subs, index=None, placeholder="(no subfolder)" if not subs else "choose one",
+                         key="browse_child")
+    up, down, use = st.columns(3)
+    parent = folders.parent_within_roots(here, roots)
+    if up.button("⬆ Up", disabled=parent is None, key="browse_up", width="stretch"):
+        st.session_state["browse_dir"] = parent
+        st.rerun()
+    if down.button("⬇ Go into", disabled=child is None, key="browse_down", width="stretch"):
+        st.session_state["browse_dir"] = os.path.join(here, child)
+        st.rerun()
+    if use.button("Use this folder", key="browse_use", type="primary", width="stretch"):
+        open_folder(os.path.join(here, child) if child else here)
+
+
+def recent_choice() -> None:
+    """Folders opened before (kept in the runs folder, so they survive a restart)."""
+    recent = folders.recent_folders(state.runs_dir())
+    if not recent:
+        st.caption("No folder opened yet.")
+        return
+    chosen = st.selectbox("Recent folders", recent, key="recent_choice")
+    if st.button("Open", key="open_recent"):
+        open_folder(chosen)
+
+
+def split_settings(ds: data.Dataset) -> None:
+    """Validation/test fractions and seed, for a folder of class folders (no split of its own)."""
+    if ds.layout != "flat":
+        st.caption("This folder has its own train / validation / test folders: they are used as they are.")
+        return
+    with st.expander("Split (this folder has class folders only, so we split it)", expanded=False):
+        val, test, seed = st.columns(3)
+        with val:
+            st.slider("Validation fraction", 0.05, 0.5, step=0.05, key=state.VAL_FRACTION,
+                      value=state.DEFAULTS[state.VAL_FRACTION], persist_state="session")
+        with test:
+            st.slider("Test fraction", 0.0, 0.5, step=0.05, key=state.TEST_FRACTION,
+                      value=state.DEFAULTS[state.TEST_FRACTION], persist_state="session")
+        with seed:
+            widgets.seed_input("The split is stratified (same share of every class) and drawn from this "
+                               "seed; training uses the same seed.")
+
+
+def overview(ds: data.Dataset) -> None:
+    """Headline numbers: classes, images per split, files skipped."""
+    counts = {split: sum(per_class.values()) for split, per_class in ds.counts().items()}
+    cols = st.columns(5)
+    cols[0].metric("Classes", len(ds.classes))
+    for col, split in zip(cols[1:4], data.SPLITS):
+        col.metric(f"{split.capitalize()} images", counts.get(split, 0))
+    cols[4].metric("Skipped files", len(ds.skipped))
+    st.caption("Classes: " + ", ".join(ds.classes))
+    for warning in ds.warnings:
+        st.warning(warning)
+
+
+def counts_and_sizes(ds: data.Dataset) -> None:
+    """Images per class and split; the sizes of the original files."""
+    left, right = st.columns(2)
+    with left:
+        st.subheader("Images per class and split")
+        st.plotly_chart(charts.split_counts(ds.counts()), key="counts_chart")
+    with right:
+        st.subheader("Image sizes")
+        st.plotly_chart(charts.image_sizes(ds.sizes), key="sizes_chart")
+        widths = [w for w, _ in ds.sizes.values()]
+        heights = [h for _, h in ds.sizes.values()]
+        if widths:
+            st.caption(f"Widths {min(widths)}–{max(widths)} px, heights {min(heights)}–{max(heights)} px. "
+                       "Every image is resized to a square of the training size.")
+
+
+def gallery(ds: data.Dataset) -> None:
+    """A few training images of every class, as the model will see them (square)."""
+    st.subheader("Samples per class")
+    train = ds.splits.get("train", [])
+    for label, name in enumerate(ds.classes):
+        paths = [p for p, lab in train if lab == label][:GALLERY_PER_CLASS]
+        st.markdown(f"**{name}**")
+        widgets.image_grid([cache.thumbnail(p) for p in paths], [os.path.basename(p) for p in paths],
+                           columns=GALLERY_PER_CLASS)
+
+
+def skipped_report(ds: data.Dataset) -> None:
+    """Every file that was left out, and why (nothing in the folder is changed)."""
+    st.subheader(f"Skipped files ({len(ds.skipped)})")
+    if not ds.skipped:
+        st.caption("Every file in the folder is a usable image.")
+        return
+    rows = [{"file": os.path.relpath(s.path, ds.root), "reason": s.reason} for s in ds.skipped]
+    st.dataframe(pd.DataFrame(rows), hide_index=True, key="skipped_table")
+
+
+main()

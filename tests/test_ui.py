@@ -1,0 +1,119 @@
+"""The dashboard's pure helpers (ui/): folder rules, run tables, chart data. No Streamlit run."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from core.augment import AugmentConfig
+from ui import charts, folders, results, widgets
+
+
+@pytest.fixture
+def roots(tmp_path, monkeypatch):
+    inside, outside = tmp_path / "data", tmp_path / "elsewhere"
+    (inside / "set" / "cats").mkdir(parents=True)
+    outside.mkdir()
+    monkeypatch.setenv("TRANSFERLAB_DATA_ROOTS", str(inside))
+    monkeypatch.setenv("TRANSFERLAB_SAMPLES_DIR", str(tmp_path / "samples"))
+    return inside, outside
+
+
+def test_data_roots_come_from_the_environment_plus_the_samples(roots, tmp_path):
+    inside, _ = roots
+    assert folders.data_roots() == [str(inside), str(tmp_path / "samples")]
+
+
+def test_default_root_is_the_working_directory(monkeypatch, tmp_path):
+    monkeypatch.delenv("TRANSFERLAB_DATA_ROOTS", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert folders.data_roots()[0] == os.path.realpath(tmp_path)
+
+
+def test_paths_outside_the_roots_are_refused_even_through_links(roots):
+    inside, outside = roots
+    assert folders.allowed_folder(str(inside / "set")) == str(inside / "set")
+    for sneaky in (str(outside), str(inside / ".." / "elsewhere"), "/"):
+        with pytest.raises(folders.FolderNotAllowed, match="outside the folders"):
+            folders.allowed_folder(sneaky)
+    os.symlink(outside, inside / "link")
+    with pytest.raises(folders.FolderNotAllowed):
+        folders.allowed_folder(str(inside / "link"))
+    with pytest.raises(folders.FolderNotAllowed, match="Type the path"):
+        folders.allowed_folder("  ")
+    # A sibling whose name starts like a root is not inside it.
+    (inside.parent / "data2").mkdir()
+    with pytest.raises(folders.FolderNotAllowed):
+        folders.allowed_folder(str(inside.parent / "data2"))
+
+
+def test_browsing_never_climbs_above_a_root(roots):
+    inside, _ = roots
+    assert folders.parent_within_roots(str(inside)) is None
+    assert folders.parent_within_roots(str(inside / "set")) == str(inside)
+    assert folders.subfolders(str(inside / "set")) == ["cats"]
+
+
+def test_recent_folders_newest_first_and_only_allowed_ones(roots, tmp_path):
+    inside, outside = roots
+    runs = str(tmp_path / "runs")
+    folders.remember_folder(str(inside), runs)
+    folders.remember_folder(str(inside / "set"), runs)
+    folders.remember_folder(str(outside), runs)  # e.g. remembered under other roots
+    folders.remember_folder(str(inside), runs)
+    assert folders.recent_folders(runs) == [str(inside), str(inside / "set")]
+
+
+def run(history=(), state="finished", result=None, metrics=None, config=None):
+    return {"id": "r1", "run_dir": "/nowhere", "state": state, "history": list(history), "metrics": metrics,
+            "config": config or {"strategy": "feature-extraction", "base": "mobilenet_v2", "image_size": 160,
+                                 "augment": True},
+            "status": {"started": 100.0, "updated": 130.0, **({"result": result} if result else {})}}
+
+
+def test_ladder_row_of_a_finished_and_of_a_running_run():
+    done = results.ladder_row(run(result={"epochs_run": 5, "seconds": 12.34, "val_accuracy": 0.9},
+                                  metrics={"accuracy": 0.88, "evaluated_on": "test"}))
+    assert done == {"run": "r1", "strategy": "feature extraction + augmentation", "base": "mobilenet_v2",
+                    "image size": 160, "epochs": 5, "time (s)": 12.3, "validation accuracy": 0.9,
+                    "test accuracy": 0.88, "evaluated on": "test", "state": "finished"}
+    history = [{"epoch": 1, "val_accuracy": 0.5}, {"epoch": 2, "val_accuracy": 0.7},
+               {"epoch": 3, "val_accuracy": None, "partial": True}]
+    running = results.ladder_row(run(history, state="running"))
+    assert (running["epochs"], running["validation accuracy"], running["time (s)"]) == (2, 0.7, 30.0)
+    assert running["test accuracy"] is None
+
+
+def test_confusion_cells_put_mistakes_first():
+    cm = [[5, 0, 2], [1, 4, 0], [0, 0, 6]]
+    cells = results.confusion_cells(cm, ["a", "b", "c"])
+    assert cells == [(0, 2), (1, 0), (2, 2), (0, 0), (1, 1)]
+    assert results.cell_label((0, 2), cm, ["a", "b", "c"]) == "✗ a → c (2)"
+    preds = [{"path": "x", "true": 0, "pred": 2, "probs": [0.2, 0.1, 0.7]},
+             {"path": "y", "true": 0, "pred": 2, "probs": [0.1, 0.0, 0.9]},
+             {"path": "z", "true": 0, "pred": 0, "probs": [0.9, 0.1, 0.0]}]
+    assert [r["path"] for r in results.in_cell(preds, (0, 2))] == ["y", "x"]
+    assert results.probability_caption(preds[0], ["a", "b", "c"]) == "c 0.70 · a 0.20 · b 0.10"
+
+
+def test_batches_are_placed_in_epochs():
+    batches = [{"phase": "head", "epoch": e, "batch": b} for e in (1, 2) for b in (1, 2, 3, 4)]
+    batches += [{"phase": "head", "epoch": 3, "batch": 1}]
+    assert charts.batch_positions(batches) == [0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.25]
+
+
+def test_live_curves_have_train_batches_and_validation_epochs():
+    batches = [{"phase": "train", "epoch": 1, "batch": b, "loss": 1.0 / b, "accuracy": 0.1 * b} for b in (1, 2)]
+    epochs = [{"phase": "train", "epoch": 1, "loss": 0.7, "accuracy": 0.2, "val_loss": 0.8, "val_accuracy": 0.3}]
+    fig = charts.job_curves(batches, epochs)
+    names = [t.name for t in fig.data]
+    assert names.count("train (per batch)") == 2 and names.count("validation") == 2
+    assert list(fig.data[0].y) == [1.0, 0.5]
+
+
+def test_augment_summary_and_durations():
+    assert widgets.describe_augment(AugmentConfig()) == "no transformation (identity)"
+    assert widgets.describe_augment(AugmentConfig.classic()) == \
+        "rotation ±40°, shift 0.2/0.2, shear 0.2, zoom 0.2, horizontal flip"
+    assert widgets.format_seconds(75.4) == "1 min 15 s"
+    assert widgets.format_seconds(None) == "—"

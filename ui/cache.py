@@ -1,0 +1,66 @@
+"""Everything slow that the pages load, cached by Streamlit.
+
+st.cache_data for values (scans, thumbnails, previews), st.cache_resource for shared objects
+(the layer-table model, the device). The engine functions are called, never reimplemented.
+"""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import streamlit as st
+
+from core import data, sample
+
+
+@st.cache_resource(show_spinner="Generating the sample dataset…")
+def sample_folder() -> str:
+    """The built-in shapes sample (generated once, offline)."""
+    return sample.ensure_shapes()
+
+
+@st.cache_resource(show_spinner="Starting TensorFlow…")
+def training_device() -> str:
+    from core.training import configure_tensorflow
+
+    return configure_tensorflow()
+
+
+@st.cache_data(show_spinner="Checking every image in the folder…", max_entries=16)
+def scan_dataset(path: str, val_fraction: float, test_fraction: float, seed: int) -> data.Dataset:
+    """core.data.scan, keyed on the folder, the split fractions and the seed."""
+    return data.scan(path, val_fraction, test_fraction, seed)
+
+
+@st.cache_data(show_spinner=False, max_entries=2048)
+def thumbnail(path: str, size: int = 112) -> np.ndarray | None:
+    """One image as training sees it (square, RGB) at a small size; None if it cannot be read."""
+    try:
+        return data.load_image(path, size)
+    except (ValueError, OSError):
+        return None
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def augment_preview(image: np.ndarray, config: dict, n: int, seed: int) -> list[np.ndarray]:
+    """n variants of image through the training augmentation layers."""
+    from core.augment import AugmentConfig, preview
+
+    return preview(image, AugmentConfig.from_dict(config), n, seed)
+
+
+@st.cache_resource(show_spinner="Building the base to list its layers…", max_entries=4)
+def _layer_model(base: str, num_classes: int):
+    from core.models import BACKBONES, build_transfer
+
+    size = max(96, BACKBONES[base].min_size)  # the layer list does not depend on the size
+    return build_transfer(base, size, num_classes, weights=None), threading.Lock()
+
+
+def base_layers(base: str, num_classes: int, unfreeze: int) -> tuple[list[dict], int]:
+    """(layer table rows, top first; trainable parameter count) for unfreezing the top layers."""
+    from core.models import layer_table, unfreeze_top
+
+    model, lock = _layer_model(base, num_classes)
+    with lock:  # the model is shared by every session; unfreeze_top changes it
+        return layer_table(model, unfreeze), unfreeze_top(model, unfreeze)

@@ -1,0 +1,136 @@
+"""Plotly figures of the dashboard. Pure functions from plain data to a figure."""
+from __future__ import annotations
+
+from collections import Counter
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+SPLIT_COLOURS = {"train": "#4C78A8", "validation": "#F58518", "test": "#54A24B"}
+MAX_BATCH_POINTS = 1500  # per-batch curves are thinned above this, so the browser stays fast
+
+
+def split_counts(counts: dict[str, dict[str, int]]) -> go.Figure:
+    """Grouped bars: images per class, one colour per split."""
+    fig = go.Figure()
+    for split, per_class in counts.items():
+        if sum(per_class.values()):
+            fig.add_bar(name=split, x=list(per_class), y=list(per_class.values()),
+                        marker_color=SPLIT_COLOURS.get(split), text=list(per_class.values()))
+    fig.update_layout(barmode="group", height=320, margin=dict(l=10, r=10, t=30, b=10),
+                      yaxis_title="images", legend_title_text="split")
+    return fig
+
+
+def image_sizes(sizes: dict[str, tuple[int, int]]) -> go.Figure:
+    """Width against height of the original files; the marker grows with the number of files."""
+    counts = Counter(sizes.values())
+    dims = list(counts)
+    n = [counts[d] for d in dims]
+    biggest = max(n) if n else 1
+    fig = go.Figure(go.Scatter(
+        x=[w for w, _ in dims], y=[h for _, h in dims], mode="markers",
+        marker=dict(size=[8 + 32 * (k / biggest) ** 0.5 for k in n], opacity=0.6, color="#4C78A8"),
+        text=[f"{w}×{h}: {k} images" for (w, h), k in zip(dims, n)], hoverinfo="text"))
+    fig.update_layout(height=320, margin=dict(l=10, r=10, t=30, b=10),
+                      xaxis_title="width (px)", yaxis_title="height (px)")
+    return fig
+
+
+def batch_positions(batches: list[dict]) -> list[float]:
+    """Each batch record's position in epochs (epoch 3, batch 5 of 10 -> 2.5)."""
+    steps: dict[tuple, int] = {}
+    for b in batches:
+        key = (b["phase"], b["epoch"])
+        steps[key] = max(steps.get(key, 0), b["batch"])
+    full = max(steps.values(), default=1)
+    # The epoch in progress is not complete yet: measure it against the longest epoch seen.
+    return [b["epoch"] - 1 + b["batch"] / max(full, 1) for b in batches]
+
+
+def training_curves(series: list[dict], title: str | None = None) -> go.Figure:
+    """Loss and accuracy side by side against epochs.
+
+    Each series: {"name", "x", "loss", "accuracy", "kind": "batch" | "epoch", "dash"?}.
+    Per-batch series are drawn thin and light, per-epoch ones with markers.
+    """
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "accuracy"), horizontal_spacing=0.08)
+    palette = ["#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#B279A2", "#FF9DA6", "#9D755D"]
+    for i, s in enumerate(series):
+        colour = s.get("color") or palette[i % len(palette)]
+        x, loss, acc = _thin(s["x"], s["loss"], s["accuracy"]) if s["kind"] == "batch" else \
+            (s["x"], s["loss"], s["accuracy"])
+        style = dict(mode="lines", line=dict(width=1, color=colour), opacity=0.45) if s["kind"] == "batch" else \
+            dict(mode="lines+markers", line=dict(width=2, color=colour, dash=s.get("dash", "solid")))
+        for col, y in ((1, loss), (2, acc)):
+            fig.add_trace(go.Scatter(x=x, y=y, name=s["name"], legendgroup=s["name"],
+                                     showlegend=col == 1, **style), row=1, col=col)
+    fig.update_xaxes(title_text="epoch")
+    fig.update_yaxes(rangemode="tozero", row=1, col=1)
+    fig.update_yaxes(range=[0, 1.02], row=1, col=2)
+    fig.update_layout(height=340, margin=dict(l=10, r=10, t=40 if title else 30, b=10),
+                      legend=dict(orientation="h", y=-0.22), title=title, uirevision="curves")
+    return fig
+
+
+def _thin(x, *ys):
+    step = max(1, -(-len(x) // MAX_BATCH_POINTS))
+    return (list(x)[::step],) + tuple(list(y)[::step] for y in ys)
+
+
+def job_curves(batches: list[dict], epochs: list[dict]) -> go.Figure:
+    """The live curves of a training job: train per batch, validation per epoch."""
+    series = []
+    if batches:
+        series.append({"name": "train (per batch)", "kind": "batch", "x": batch_positions(batches),
+                       "loss": [b["loss"] for b in batches], "accuracy": [b["accuracy"] for b in batches],
+                       "color": "#4C78A8"})
+    if epochs:
+        series.append({"name": "train (epoch mean)", "kind": "epoch", "x": [e["epoch"] for e in epochs],
+                       "loss": [e["loss"] for e in epochs], "accuracy": [e["accuracy"] for e in epochs],
+                       "color": "#4C78A8", "dash": "dot"})
+        val = [e for e in epochs if e.get("val_loss") is not None]
+        series.append({"name": "validation", "kind": "epoch", "x": [e["epoch"] for e in val],
+                       "loss": [e["val_loss"] for e in val], "accuracy": [e["val_accuracy"] for e in val],
+                       "color": "#F58518"})
+    fig = training_curves(series)
+    _mark_phases(fig, epochs)
+    return fig
+
+
+def history_curves(runs: list[dict]) -> go.Figure:
+    """Validation (solid) and train (dotted) curves of several runs, one colour per run."""
+    palette = ["#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#B279A2", "#FF9DA6", "#9D755D"]
+    series = []
+    for i, run in enumerate(runs):
+        hist, colour = run["history"], palette[i % len(palette)]
+        val = [h for h in hist if h.get("val_loss") is not None]
+        series.append({"name": f"{run['id']} validation", "kind": "epoch", "color": colour,
+                       "x": [h["epoch"] for h in val], "loss": [h["val_loss"] for h in val],
+                       "accuracy": [h["val_accuracy"] for h in val]})
+        series.append({"name": f"{run['id']} train", "kind": "epoch", "color": colour, "dash": "dot",
+                       "x": [h["epoch"] for h in hist], "loss": [h["loss"] for h in hist],
+                       "accuracy": [h["accuracy"] for h in hist]})
+    return training_curves(series)
+
+
+def _mark_phases(fig: go.Figure, epochs: list[dict]) -> None:
+    """A dashed line where fine-tuning starts (after the head phase)."""
+    first = next((e for e in epochs if e["phase"] == "fine-tune"), None)
+    if first:
+        for col in (1, 2):
+            fig.add_vline(x=first["epoch"] - 1, line_dash="dash", line_color="grey", row=1, col=col)
+
+
+def confusion_matrix(cm: list[list[int]], classes: list[str], selected: tuple[int, int] | None = None) -> go.Figure:
+    """Rows: true class; columns: predicted class; the chosen cell outlined."""
+    fig = go.Figure(go.Heatmap(z=cm, x=classes, y=classes, colorscale="Blues", text=cm,
+                               texttemplate="%{text}", hovertemplate="true %{y}, predicted %{x}: %{z}<extra></extra>",
+                               showscale=False))
+    if selected:
+        t, p = selected
+        fig.add_shape(type="rect", x0=p - 0.5, x1=p + 0.5, y0=t - 0.5, y1=t + 0.5,
+                      line=dict(color="#E45756", width=3))
+    fig.update_layout(height=120 + 60 * len(classes), margin=dict(l=10, r=10, t=30, b=10),
+                      xaxis_title="predicted", yaxis_title="true", yaxis_autorange="reversed")
+    return fig

@@ -1,0 +1,99 @@
+"""Which folders the dashboard may read, and the list of recently opened dataset folders.
+
+Pure functions (no Streamlit): the Dataset page calls them, tests call them directly.
+"""
+from __future__ import annotations
+
+import os
+
+from core.runs import default_runs_dir, read_json, write_json
+from core.sample import default_samples_dir
+
+RECENT_FILE = "recent_datasets.json"  # kept in the runs folder: the one place the app writes
+RECENT_MAX = 10
+
+
+class FolderNotAllowed(ValueError):
+    """A path outside the data roots the server was started with."""
+
+
+def data_roots() -> list[str]:
+    """TRANSFERLAB_DATA_ROOTS (':'-separated), default the working directory; the samples always."""
+    env = os.environ.get("TRANSFERLAB_DATA_ROOTS", "")
+    roots = [r for r in env.split(os.pathsep) if r.strip()] or [os.getcwd()]
+    # Our own generated sample is always readable, whatever the roots.
+    roots.append(default_samples_dir())
+    out = []
+    for r in roots:
+        real = os.path.realpath(os.path.expanduser(r.strip()))
+        if real not in out:
+            out.append(real)
+    return out
+
+
+def is_inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def allowed_folder(path: str, roots: list[str] | None = None) -> str:
+    """The real absolute path of `path` if it lies under a data root; FolderNotAllowed if not.
+
+    Symlinks and '..' are resolved first, so neither can lead outside the roots.
+    """
+    roots = data_roots() if roots is None else roots
+    if not str(path).strip():
+        raise FolderNotAllowed("Type the path of a folder on this server.")
+    real = os.path.realpath(os.path.expanduser(str(path).strip()))
+    if not any(is_inside(real, r) for r in roots):
+        raise FolderNotAllowed(
+            f"{real} is outside the folders this server may read ({', '.join(roots)}). "
+            "Choose a folder inside one of them, or restart the app with TRANSFERLAB_DATA_ROOTS "
+            "set to include it.")
+    return real
+
+
+def subfolders(path: str) -> list[str]:
+    """Visible subfolder names of path, sorted; [] when it cannot be listed."""
+    try:
+        return sorted(e.name for e in os.scandir(path)
+                      if e.is_dir() and not e.name.startswith((".", "__")))
+    except OSError:
+        return []
+
+
+def parent_within_roots(path: str, roots: list[str] | None = None) -> str | None:
+    """The parent of path, or None when path is a root (browsing never climbs out)."""
+    roots = data_roots() if roots is None else roots
+    if path in roots:
+        return None
+    parent = os.path.dirname(path)
+    return parent if any(is_inside(parent, r) for r in roots) else None
+
+
+def recent_path(runs_dir: str | None = None) -> str:
+    return os.path.join(runs_dir or default_runs_dir(), RECENT_FILE)
+
+
+def recent_folders(runs_dir: str | None = None) -> list[str]:
+    """Recently opened dataset folders, newest first, only those still allowed and present."""
+    items = read_json(recent_path(runs_dir), []) or []
+    out = []
+    for p in items if isinstance(items, list) else []:
+        try:
+            real = allowed_folder(p)
+        except FolderNotAllowed:
+            continue
+        if os.path.isdir(real) and real not in out:
+            out.append(real)
+    return out
+
+
+def remember_folder(path: str, runs_dir: str | None = None) -> None:
+    """Put path first in the recent list (best effort: a read-only runs folder is not an error)."""
+    runs_dir = runs_dir or default_runs_dir()
+    items = [path] + [p for p in (read_json(recent_path(runs_dir), []) or []) if p != path]
+    try:
+        os.makedirs(runs_dir, exist_ok=True)
+        write_json(recent_path(runs_dir), items[:RECENT_MAX])
+    except OSError:
+        pass

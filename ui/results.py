@@ -1,0 +1,77 @@
+"""Runs read from disk, shaped for the Evaluate page: the ladder table and confusion-matrix cells.
+
+Pure functions over the dicts that core.runs.read_run returns.
+"""
+from __future__ import annotations
+
+import os
+
+from core.runs import read_json
+
+STRATEGY_LABELS = {"scratch": "from scratch", "feature-extraction": "feature extraction",
+                   "fine-tune": "fine-tune"}
+
+
+def best_val_accuracy(run: dict) -> float | None:
+    """The best validation accuracy: from the result when finished, else from the history."""
+    result = run["status"].get("result") or {}
+    if result.get("val_accuracy") is not None:
+        return result["val_accuracy"]
+    vals = [h["val_accuracy"] for h in run["history"] if h.get("val_accuracy") is not None]
+    return max(vals) if vals else run["status"].get("best_val_accuracy")
+
+
+def ladder_row(run: dict) -> dict:
+    """One line of the runs table, in the shape of PRODUCT.md's ladder."""
+    config, status = run["config"], run["status"]
+    result = status.get("result") or {}
+    metrics = run["metrics"] or {}
+    epochs_run = result.get("epochs_run")
+    if epochs_run is None:
+        epochs_run = len([h for h in run["history"] if not h.get("partial")])
+    seconds = result.get("seconds")
+    if seconds is None and status.get("started"):
+        seconds = (status.get("finished") or status.get("updated") or status["started"]) - status["started"]
+    augment = " + augmentation" if config.get("augment") else ""
+    return {
+        "run": run["id"],
+        "strategy": STRATEGY_LABELS.get(config.get("strategy"), config.get("strategy")) + augment,
+        "base": config.get("base"),
+        "image size": config.get("image_size"),
+        "epochs": epochs_run,
+        "time (s)": round(seconds, 1) if seconds is not None else None,
+        "validation accuracy": best_val_accuracy(run),
+        "test accuracy": metrics.get("accuracy"),
+        "evaluated on": metrics.get("evaluated_on", "test" if metrics else None),
+        "state": run["state"],
+    }
+
+
+def confusion_cells(cm: list[list[int]], classes: list[str]) -> list[tuple[int, int]]:
+    """Non-empty cells, mistakes first (largest first), then the diagonal."""
+    cells = [(t, p) for t in range(len(classes)) for p in range(len(classes)) if cm[t][p]]
+    return sorted(cells, key=lambda c: (c[0] == c[1], -cm[c[0]][c[1]], c))
+
+
+def cell_label(cell: tuple[int, int], cm: list[list[int]], classes: list[str]) -> str:
+    t, p = cell
+    verdict = "✓" if t == p else "✗"
+    return f"{verdict} {classes[t]} → {classes[p]} ({cm[t][p]})"
+
+
+def predictions(run: dict) -> list[dict]:
+    """The run's per-image predictions ({path, true, pred, probs}); [] when there are none."""
+    return read_json(os.path.join(run["run_dir"], "predictions.json"), []) or []
+
+
+def in_cell(preds: list[dict], cell: tuple[int, int]) -> list[dict]:
+    """The predictions of one confusion-matrix cell, most confident first."""
+    t, p = cell
+    chosen = [r for r in preds if r["true"] == t and r["pred"] == p]
+    return sorted(chosen, key=lambda r: -r["probs"][p])
+
+
+def probability_caption(record: dict, classes: list[str], top: int = 3) -> str:
+    """'circle 0.91 · square 0.06 · triangle 0.03' (the most probable classes first)."""
+    order = sorted(range(len(record["probs"])), key=lambda i: -record["probs"][i])[:top]
+    return " · ".join(f"{classes[i]} {record['probs'][i]:.2f}" for i in order)

@@ -1,0 +1,76 @@
+"""Widget groups used on more than one page."""
+from __future__ import annotations
+
+import os
+
+import streamlit as st
+
+from ui import state
+
+STATE_ICONS = {"queued": "⏳", "running": "🏃", "stopping": "✋", "finished": "✅", "stopped": "⏹️",
+               "failed": "❌", "interrupted": "⚠️"}
+
+
+def page_intro(title: str, text: str) -> None:
+    """The page title and two or three sentences on what the user sees and why it matters."""
+    st.title(title)
+    st.markdown(text)
+
+
+def seed_input(help_text: str) -> int:
+    """The one seed of the session: it picks the split of a flat folder and seeds training."""
+    return st.number_input("Seed", min_value=0, max_value=2 ** 31 - 1, step=1, key=state.SEED,
+                           value=state.DEFAULTS[state.SEED], help=help_text, persist_state="session")
+
+
+def image_grid(images: list, captions: list[str] | None = None, columns: int = 6) -> None:
+    """Images in rows of `columns`, each with an optional caption."""
+    captions = captions or [None] * len(images)
+    for start in range(0, len(images), columns):
+        cols = st.columns(columns)
+        for col, image, caption in zip(cols, images[start:start + columns], captions[start:start + columns]):
+            with col:
+                if image is None:
+                    st.caption(f"(cannot be read) {caption or ''}")
+                else:
+                    st.image(image, caption=caption, width="stretch")
+
+
+def format_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    seconds = int(round(seconds))
+    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
+
+
+def job_headline(snap: dict) -> str:
+    """'🏃 running · head · 45% · about 12 s left' for a job snapshot."""
+    parts = [f"{STATE_ICONS.get(snap['state'], '')} {snap['state']}"]
+    if snap["state"] in ("running", "stopping") and snap["phase"]:
+        parts.append(snap["phase"])
+        parts.append(f"{snap['phase_progress']:.0%}")
+        if snap["eta_seconds"] is not None:
+            parts.append(f"about {format_seconds(snap['eta_seconds'])} left")
+    return " · ".join(parts)
+
+
+def run_name(run_dir: str | None) -> str:
+    return os.path.basename(os.path.normpath(run_dir)) if run_dir else "(run folder not created yet)"
+
+
+def describe_augment(config) -> str:
+    """A one-line summary of an AugmentConfig, e.g. 'rotation ±40°, shift 0.2/0.2, h-flip'."""
+    c = config
+    parts = []
+    if c.rotation:
+        parts.append(f"rotation ±{c.rotation:g}°")
+    if c.width_shift or c.height_shift:
+        parts.append(f"shift {c.width_shift:g}/{c.height_shift:g}")
+    for name in ("shear", "zoom", "brightness", "contrast", "hue"):
+        if getattr(c, name):
+            parts.append(f"{name} {getattr(c, name):g}")
+    if c.horizontal_flip:
+        parts.append("horizontal flip")
+    if c.vertical_flip:
+        parts.append("vertical flip")
+    return ", ".join(parts) or "no transformation (identity)"
