@@ -14,7 +14,8 @@ and ends in a softmax. One shared mechanism does the plumbing:
 
 Class scores are the pre-softmax logits when the model ends in Dense(softmax) (ours always do):
 the logits are rebuilt from the input of that layer and its kernel, so gradients do not vanish
-when the model is confident. Any other model falls back to log-probabilities.
+when the model is confident. A model whose output is already logits (linear last layer) is
+taken as is; any other falls back to log-probabilities.
 Augmentation layers stay inactive: every sub-model is called with training=False.
 """
 from __future__ import annotations
@@ -29,6 +30,9 @@ import numpy as np
 import tensorflow as tf
 
 from core.models import HEAD_PREFIX, NON_BASE
+
+# Models saved before augmentation moved into the input pipeline still carry an "augmentation" layer.
+_NOT_FEATURES = frozenset(NON_BASE) | {"augmentation"}
 
 _compiled: "weakref.WeakKeyDictionary[keras.Model, dict]" = weakref.WeakKeyDictionary()
 _lock = threading.Lock()
@@ -64,7 +68,7 @@ def conv_layers(model: keras.Model) -> list[str]:
     (or the scratch net's) conv, pool, normalization and activation layers.
     """
     return [l.name for l in model.layers
-            if not isinstance(l, keras.layers.InputLayer) and l.name not in NON_BASE
+            if not isinstance(l, keras.layers.InputLayer) and l.name not in _NOT_FEATURES
             and not l.name.startswith(HEAD_PREFIX) and _is_4d(l)]
 
 
@@ -134,26 +138,29 @@ def _output_layer(model: keras.Model):
 class ClassScores:
     """image -> ([outputs of `layer_names`], logits, probabilities), all with training=False.
 
-    Logits come from the input of the final Dense(softmax) and its own kernel and bias, so they
-    are exactly the model's pre-softmax scores. Without such a head, logits = log(probabilities).
+    When the model ends in Dense(softmax), the logits are rebuilt from that layer's input with
+    its own kernel and bias: exactly the model's pre-softmax scores. A model ending in a linear
+    layer already outputs logits; any other output is taken as probabilities (logits = their log).
     """
 
     def __init__(self, model: keras.Model, layer_names=()):
         head = _output_layer(model)
-        self.dense = head if (isinstance(head, keras.layers.Dense)
-                              and head.activation is keras.activations.softmax) else None
+        activation = getattr(head, "activation", None)
+        self.dense = head if isinstance(head, keras.layers.Dense) and activation is keras.activations.softmax else None
+        self.outputs_logits = activation is keras.activations.linear
         outputs = [model.get_layer(n).output for n in layer_names]
         outputs.append(self.dense.input if self.dense is not None else model.outputs[0])
-        self.sub = keras.Model(model.inputs, outputs, name="class_scores")
+        self.sub = keras.Model(model.inputs[0], outputs, name="class_scores")
 
     def __call__(self, x):
         *features, last = tf.nest.flatten(self.sub(x, training=False))
-        if self.dense is None:
-            probs = last
-            return features, tf.math.log(probs + 1e-12), probs
-        logits = tf.matmul(last, self.dense.kernel)
-        if self.dense.use_bias:
-            logits = logits + self.dense.bias
+        if self.dense is not None:
+            logits = tf.matmul(last, self.dense.kernel)
+            logits = logits + self.dense.bias if self.dense.use_bias else logits
+        elif self.outputs_logits:
+            logits = last
+        else:
+            return features, tf.math.log(last + 1e-12), last
         return features, logits, tf.nn.softmax(logits)
 
 
@@ -175,7 +182,7 @@ def probabilities(model: keras.Model, images, batch_size: int = 64) -> np.ndarra
 # --- activations ------------------------------------------------------------------------------
 
 def _make_activations(model, layer_name):
-    sub = keras.Model(model.inputs, model.get_layer(layer_name).output, name=f"acts_{layer_name}")
+    sub = keras.Model(model.inputs[0], model.get_layer(layer_name).output, name=f"acts_{layer_name}")
     return tf.function(lambda x: sub(x, training=False), input_signature=[_spec(model)])
 
 

@@ -82,13 +82,16 @@ class L2Norm:
 @dataclass(frozen=True)
 class Jitter:
     """Shifts the image by up to `pixels` in each direction (wrapping) before every step, so the
-    result must work at many offsets and loses the high-frequency patterns that only work at one."""
+    result must work at many offsets and loses the high-frequency patterns that only work at one.
+    `sample` draws a shift on the host (seeded), `apply` runs inside the compiled step."""
     pixels: int = 8
 
     def sample(self, rng: np.random.Generator) -> np.ndarray:
         return rng.integers(-self.pixels, self.pixels + 1, size=2).astype(np.int32)
 
-    def __call__(self, images, shift):
+    @staticmethod
+    def apply(images, shift):
+        """The images shifted by shift = (dy, dx) pixels, wrapping around; (0, 0) leaves them be."""
         return tf.roll(images, shift, axis=[1, 2])
 
 
@@ -113,7 +116,7 @@ def _make_ascent(objective, regularizers: tuple, image_spec: tf.TensorSpec):
     def step(x, index, shift, lr, weights):
         with tf.GradientTape() as tape:
             tape.watch(x)
-            score, report = objective(tf.roll(x, shift, axis=[1, 2]), index)
+            score, report = objective(Jitter.apply(x, shift), index)
             total = tf.reduce_sum(score)
         direction = _unit(tape.gradient(total, x))
         for i, reg in enumerate(regularizers):
@@ -167,14 +170,58 @@ def _model_size(model: keras.Model) -> tuple[int, int]:
 
 # --- filter patterns --------------------------------------------------------------------------
 
+_RELUS = ("relu", "relu6")
+
+
+def _is_relu(layer) -> bool:
+    if isinstance(layer, keras.layers.ReLU):
+        return True
+    return getattr(getattr(layer, "activation", None), "__name__", "") in _RELUS
+
+
+def _pre_relu_response(model: keras.Model, layer_name: str):
+    """image -> the layer's output, taken before its ReLU when it has one.
+
+    A filter that is silent (ReLU at 0) everywhere on the starting noise has no gradient, and plain
+    gradient ascent would return the noise. ReLU is monotone, so raising the pre-activation raises
+    the activation; max-pooling commutes with it, so pools over a ReLU are looked through too.
+    """
+    layer, pools = model.get_layer(layer_name), []
+    while isinstance(layer, keras.layers.MaxPooling2D):
+        pools.append(layer)
+        layer = layer.input._keras_history.operation
+    linear = None
+    if isinstance(layer, (keras.layers.ReLU, keras.layers.Activation)) and _is_relu(layer):
+        tensor = layer.input
+    elif (_is_relu(layer) and hasattr(layer, "convolution_op")
+          and getattr(layer, "data_format", "channels_last") == "channels_last"):
+        tensor = layer.input
+
+        def linear(t, conv=layer):
+            z = conv.convolution_op(t, conv.kernel)
+            return z + conv.bias if conv.use_bias else z
+    else:
+        tensor, pools = model.get_layer(layer_name).output, []
+    sub = keras.Model(model.inputs[0], tensor, name=f"filter_{layer_name}")
+
+    def response(x):
+        z = sub(x, training=False)
+        z = linear(z) if linear is not None else z
+        for pool in reversed(pools):
+            z = pool(z)
+        return z
+
+    return response
+
+
 def _filter_objective(model, layer_name, size):
-    sub = keras.Model(model.inputs, model.get_layer(layer_name).output, name=f"filter_{layer_name}")
+    response = _pre_relu_response(model, layer_name)
     h, w = _model_size(model)
 
     def objective(x, index):
         if (size, size) != (h, w):
             x = tf.image.resize(x, (h, w))
-        acts = tf.gather(sub(x, training=False), index, axis=-1)
+        acts = tf.gather(response(x), index, axis=-1)
         if acts.shape[1] > 4 and acts.shape[2] > 4:
             acts = acts[:, 2:-2, 2:-2]  # border pixels see padding: keep them out of the objective
         value = tf.reduce_mean(acts, axis=(1, 2))
@@ -188,7 +235,9 @@ def filter_pattern(model: keras.Model, layer_name: str, filter_index: int, steps
                    jitter: int | Jitter = 0, should_stop: Callable[[], bool] | None = None) -> np.ndarray:
     """The uint8 image (size x size x 3) that maximizes the mean activation of one filter.
 
-    Gradient ascent from gray noise (Deep Learning with Python §5.4.2). `size` smaller than the
+    Gradient ascent from gray noise (Deep Learning with Python §5.4.2). For ReLU filters (and max
+    pools over them) the pre-ReLU response is maximized, so filters silent on the noise still get a
+    gradient; the ReLU is monotone, so this raises the activation too. `size` smaller than the
     model's input gives smoother, coarser patterns (the image is resized up to the model inside the
     gradient); None uses the model's input size. The returned pixels are the optimized input
     itself, not contrast-stretched.
@@ -222,7 +271,7 @@ def _class_objective(model):
     return objective
 
 
-def ideal_class_image(model: keras.Model, class_index: int, steps: int = 150, lr: float = 3.0,
+def ideal_class_image(model: keras.Model, class_index: int, steps: int = 150, lr: float = 6.0,
                       tv_weight: float = 0.3, jitter: int | Jitter = 8, seed: int = 0,
                       callback: Callable[[int, np.ndarray, float], bool | None] | None = None,
                       callback_every: int = 10, regularizers: Sequence = (),
