@@ -1,0 +1,88 @@
+"""Latency of the Inspect / Visualize engine on MobileNetV2 at 160 px, as the dashboard calls it.
+
+For each operation: the first call (builds the sub-model and traces its tf.function) and the
+median of the next --runs calls. Goals on a CPU: Grad-CAM <= 1 s, activations <= 1 s, one
+ideal-class step <= 0.2 s.
+
+    KERAS_HOME=../shared/weights python -m bench.latency_explain [--runs 5]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+os.environ.setdefault("KERAS_HOME", os.path.join(ROOT, "..", "shared", "weights"))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, ROOT)
+
+import numpy as np  # noqa: E402
+
+from core import explain, visualize  # noqa: E402
+from core.models import build_transfer  # noqa: E402
+
+MID_LAYER = "block_6_expand_relu"  # 20x20x192 at 160 px: the middle of MobileNetV2
+
+
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def call_latency(fn, runs: int) -> tuple[float, float]:
+    """(first call, median of the next `runs` calls) in seconds."""
+    first = timed(fn)
+    return first, statistics.median(timed(fn) for _ in range(runs))
+
+
+def step_latency(run_steps, runs: int) -> tuple[float, float]:
+    """(first step, median step) of an optimization loop; run_steps(tick) must call tick() once per step."""
+    stamps = [time.perf_counter()]
+    run_steps(lambda: stamps.append(time.perf_counter()))
+    gaps = np.diff(stamps)
+    return float(gaps[0]), float(np.median(gaps[1:runs + 1]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--size", type=int, default=160)
+    args = parser.parse_args()
+
+    start = time.perf_counter()
+    model = build_transfer("mobilenet_v2", args.size, 2)
+    print(f"MobileNetV2 at {args.size} px, 2 classes, built in {time.perf_counter() - start:.1f} s; "
+          f"Grad-CAM layer {explain.last_conv_layer(model)}, activations of {MID_LAYER}")
+    image = np.random.default_rng(0).integers(0, 256, (args.size, args.size, 3)).astype(np.uint8)
+    n = args.runs
+
+    def ideal_steps(tick):
+        visualize.ideal_class_image(model, 0, steps=n + 1, callback_every=1,
+                                    callback=lambda step, img, prob: tick())
+
+    def filter_steps(tick):
+        def should_stop():  # asked after every step
+            tick()
+            return False
+        visualize.filter_pattern(model, MID_LAYER, 0, steps=n + 1, should_stop=should_stop)
+
+    rows = [
+        ("Grad-CAM", call_latency(lambda: explain.grad_cam(model, image), n), 1.0),
+        ("activations", call_latency(lambda: explain.activations(model, image, MID_LAYER), n), 1.0),
+        ("ideal-class step", step_latency(ideal_steps, n), 0.2),
+        ("filter-pattern step", step_latency(filter_steps, n), None),
+        ("FGSM, 1 image", call_latency(lambda: visualize.fgsm(model, image[None], [0], 2 / 255), n), None),
+    ]
+    print(f"\n{'operation':<22}{'first call s':>14}{'median s':>11}{'goal s':>9}  ok")
+    for name, (first, median), goal in rows:
+        ok = "" if goal is None else ("yes" if median <= goal else "NO")
+        print(f"{name:<22}{first:>14.3f}{median:>11.3f}{'' if goal is None else f'{goal:.1f}':>9}  {ok}")
+    print(f"\nmedian of {n} runs after the first; 'first call' includes building and tracing.")
+
+
+if __name__ == "__main__":
+    main()
