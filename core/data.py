@@ -115,8 +115,12 @@ def _open_checked(path_or_file) -> Image.Image:
     return img
 
 
-def _decode(img: Image.Image, size: int | None) -> Image.Image:
-    """Decode an opened image to upright 8-bit RGB, resized to size x size if given."""
+def _decode(img: Image.Image, size: int | None, resize: str = "crop") -> Image.Image:
+    """Decode an opened image to upright 8-bit RGB, resized to size x size if given.
+
+    resize="crop" keeps the aspect ratio (the central square, as ImageNet models were trained);
+    "stretch" squeezes the whole image into the square.
+    """
     try:
         if size and img.format == "JPEG":
             # Let libjpeg decode at 1/2, 1/4 or 1/8 scale when the result stays >= size.
@@ -128,22 +132,29 @@ def _decode(img: Image.Image, size: int | None) -> Image.Image:
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise ValueError(f"truncated or corrupt image data ({e})") from None
     if size:
-        img = img.resize((size, size), Image.BILINEAR, reducing_gap=3.0)
+        box = None
+        if resize == "crop":
+            w, h = img.size
+            side = min(w, h)
+            box = ((w - side) // 2, (h - side) // 2, (w - side) // 2 + side, (h - side) // 2 + side)
+        elif resize != "stretch":
+            raise ValueError(f"unknown resize mode '{resize}' (use crop or stretch)")
+        img = img.resize((size, size), Image.BILINEAR, box=box, reducing_gap=3.0)
     return img.copy()
 
 
-def open_image(path_or_file, size: int | None = None) -> Image.Image:
+def open_image(path_or_file, size: int | None = None, resize: str = "crop") -> Image.Image:
     """Open, check and decode one image to upright 8-bit RGB, resized to size x size if given.
 
     Raises ValueError with a reason a person understands.
     """
     with _open_checked(path_or_file) as img:
-        return _decode(img, size)
+        return _decode(img, size, resize)
 
 
-def load_image(path_or_file, size: int) -> np.ndarray:
+def load_image(path_or_file, size: int, resize: str = "crop") -> np.ndarray:
     """One image as a uint8 array of shape (size, size, 3), the way training sees it."""
-    return np.asarray(open_image(path_or_file, size), dtype=np.uint8)
+    return np.asarray(open_image(path_or_file, size, resize), dtype=np.uint8)
 
 
 def _check_file(path: str) -> tuple[str | None, tuple[int, int] | None]:
@@ -153,7 +164,7 @@ def _check_file(path: str) -> tuple[str | None, tuple[int, int] | None]:
             return "empty file (0 bytes)", None
         with _open_checked(path) as img:
             full_size = img.size
-            _decode(img, 64)
+            _decode(img, 64, "stretch")
     except ValueError as e:
         return str(e), None
     except OSError as e:
@@ -295,13 +306,14 @@ CACHE_BYTES = 3 * 1024 ** 3
 
 
 def load_arrays(items: list[tuple[str, int]], size: int, skipped: list[Skipped] | None = None,
-                workers: int | None = None, progress=None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+                workers: int | None = None, progress=None,
+                resize: str = "crop") -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Decode and resize every (path, label) once: (uint8 images [N,size,size,3], labels, paths).
 
     A file that fails now (changed since the scan) is appended to `skipped`, never raised.
     Results are kept in a small in-process cache, so a second run on the same data decodes nothing.
     """
-    key = (tuple(items), size)
+    key = (tuple(items), size, resize)
     with _cache_lock:
         if key in _cache:
             _cache.move_to_end(key)
@@ -311,7 +323,7 @@ def load_arrays(items: list[tuple[str, int]], size: int, skipped: list[Skipped] 
 
     def work(i):
         try:
-            images[i] = load_image(items[i][0], size)
+            images[i] = load_image(items[i][0], size, resize)
             ok[i] = True
         except Exception as e:  # recorded below, never raised into training
             return Skipped(items[i][0], str(e) if isinstance(e, ValueError) else f"cannot be read ({e})")

@@ -6,6 +6,7 @@ Exit code 0 on success, 1 when training failed, 2 with a one-line error on bad i
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -22,6 +23,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--strategy", required=True, choices=STRATEGIES)
     p.add_argument("--base", default="mobilenet_v2", help="backbone (ignored by scratch)")
     p.add_argument("--image-size", type=int, default=160)
+    p.add_argument("--resize", default="crop", choices=("crop", "stretch"),
+                   help="crop: central square, aspect ratio kept (default); stretch: whole image squeezed")
     p.add_argument("--epochs", type=int, help="epochs (the head phase, for fine-tune)")
     p.add_argument("--fine-tune-epochs", type=int)
     p.add_argument("--unfreeze", type=int, help="top layers of the base to unfreeze (fine-tune)")
@@ -39,14 +42,31 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """TensorFlow's C++ side prints start-up chatter to fd 2 whatever TF_CPP_MIN_LOG_LEVEL says;
+    keep it out of the one-line error contract. Python errors still reach stderr afterwards."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    with _native_stderr_silenced():
+        import tensorflow  # noqa: F401  (imported here so its start-up chatter is silenced)
     from core import data
-    from core.training import Job, TrainConfig
+    from core.training import Job, TrainConfig, configure_tensorflow
 
     config = TrainConfig(
         data=args.data, strategy=args.strategy, base=args.base, image_size=args.image_size,
-        batch_size=args.batch_size, epochs=args.epochs, fine_tune_epochs=args.fine_tune_epochs,
+        resize=args.resize, batch_size=args.batch_size, epochs=args.epochs, fine_tune_epochs=args.fine_tune_epochs,
         unfreeze=args.unfreeze, augment=args.augment, views=args.views, optimizer=args.optimizer,
         learning_rate=args.learning_rate, fine_tune_learning_rate=args.fine_tune_learning_rate,
         dropout=args.dropout, seed=args.seed, val_fraction=args.val_fraction,
@@ -58,6 +78,8 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
+    with _native_stderr_silenced():
+        configure_tensorflow()  # probing for GPUs logs CUDA chatter on machines without one
     job = Job(config, echo=lambda line: print(line, flush=True))
     signal.signal(signal.SIGINT, lambda *_: job.request_stop())
     signal.signal(signal.SIGTERM, lambda *_: job.request_stop())

@@ -48,6 +48,7 @@ class TrainConfig:
     strategy: str = "feature-extraction"
     base: str = "mobilenet_v2"
     image_size: int = 160
+    resize: str = "crop"  # crop: central square, aspect kept (as ImageNet models saw); or stretch
     batch_size: int = 32
     epochs: int | None = None
     fine_tune_epochs: int | None = None
@@ -91,6 +92,8 @@ class TrainConfig:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least {low}.")
         if c.strategy == "scratch" and c.image_size < 48:
             raise ValueError("The scratch convnet needs images of at least 48 px (four conv + pool stages).")
+        if c.resize not in ("crop", "stretch"):
+            raise ValueError(f"Unknown resize mode '{c.resize}': choose crop or stretch.")
         if not 0 <= c.dropout < 1:
             raise ValueError("Dropout must be between 0 and 1.")
         return c
@@ -530,7 +533,7 @@ def train(config: TrainConfig, job: Job) -> dict:
     for split in ("train", "validation", "test"):
         if ds.splits.get(split):
             sets[split] = data_mod.load_arrays(ds.splits[split], c.image_size, ds.skipped,
-                                               progress=job.set_progress)
+                                               progress=job.set_progress, resize=c.resize)
             job.check_stop()
     if len(sets["train"][1]) == 0 or len(sets["validation"][1]) == 0:
         raise data_mod.DatasetError("No images could be decoded for training or validation.")

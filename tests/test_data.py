@@ -183,3 +183,16 @@ def test_tf_dataset_batches_float_images(shapes):
     batches = list(data.make_tf_dataset(x, y, 5, shuffle=True))
     assert sum(int(b[0].shape[0]) for b in batches) == len(y)
     assert batches[0][0].dtype.name == "float32" and float(batches[0][0].numpy().max()) > 1
+
+
+def test_crop_keeps_the_aspect_ratio_and_stretch_squeezes(tmp_path):
+    wide = np.zeros((20, 60, 3), np.uint8)
+    wide[:, :20] = (255, 0, 0)
+    wide[:, 20:40] = (0, 255, 0)
+    wide[:, 40:] = (0, 0, 255)
+    path = str(tmp_path / "wide.png")
+    Image.fromarray(wide).save(path)
+    cropped = data.load_image(path, 10, resize="crop")
+    stretched = data.load_image(path, 12, resize="stretch")
+    assert (cropped[:, :, 1] > 200).all()  # only the central (green) square is kept
+    assert stretched[5, 0].tolist() == [255, 0, 0] and stretched[5, -1].tolist() == [0, 0, 255]
