@@ -17,7 +17,7 @@ import streamlit as st
 from core import data
 from core.runs import list_runs
 from core.training import REGISTRY
-from ui import cache, state, widgets
+from ui import cache, runtime, state, widgets
 
 PAGES = [
     st.Page("app_pages/dataset.py", title="Dataset", icon=":material/folder_open:", default=True),
@@ -28,13 +28,15 @@ PAGES = [
 
 
 def main() -> None:
+    runtime.keep_keras_state()  # a training thread runs in this process (see ui/runtime.py)
     st.set_page_config(page_title="Transfer Lab", page_icon=":material/layers:", layout="wide")
     page = st.navigation(PAGES)
     with st.sidebar:
         dataset_panel()
         job_panel()
-        device_panel()
     page.run()
+    with st.sidebar:  # after the page: the first call imports TensorFlow, which takes seconds
+        device_panel()
 
 
 def dataset_panel() -> None:

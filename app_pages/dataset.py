@@ -159,11 +159,16 @@ def counts_and_sizes(ds: data.Dataset) -> None:
     with right:
         st.subheader("Image sizes")
         st.plotly_chart(charts.image_sizes(ds.sizes), key="sizes_chart")
-        widths = [w for w, _ in ds.sizes.values()]
-        heights = [h for _, h in ds.sizes.values()]
-        if widths:
-            st.caption(f"Widths {min(widths)}–{max(widths)} px, heights {min(heights)}–{max(heights)} px. "
-                       "Every image is resized to a square of the training size.")
+        st.caption(size_summary(list(ds.sizes.values())) + " Training resizes every image to a square.")
+
+
+def size_summary(sizes: list[tuple[int, int]]) -> str:
+    if not sizes:
+        return ""
+    if len(set(sizes)) == 1:
+        return f"Every image is {sizes[0][0]}×{sizes[0][1]} px."
+    widths, heights = [w for w, _ in sizes], [h for _, h in sizes]
+    return f"Widths {min(widths)}–{max(widths)} px, heights {min(heights)}–{max(heights)} px."
 
 
 def gallery(ds: data.Dataset) -> None:

@@ -8,7 +8,7 @@ import streamlit as st
 
 from core.runs import list_runs
 from core.training import REGISTRY
-from ui import cache, charts, results, state, widgets
+from ui import cache, charts, inside, results, state, widgets
 
 GALLERY_MAX = 24
 
@@ -17,8 +17,8 @@ def main() -> None:
     widgets.page_intro("Evaluate", (
         "A model is judged on images it never trained on: the test split (or validation, when the "
         "dataset has no test split). The confusion matrix shows which classes it mixes up; choose a cell "
-        "to see those very images and how sure the model was. The table below lists every run in the "
-        "shape of the ladder: from scratch, with augmentation, feature extraction, fine-tuning."))
+        "to see those very images and how sure the model was. The table lists every run in the shape of "
+        "the ladder: from scratch, with augmentation, feature extraction, fine-tuning."))
     runs = list_runs(state.runs_dir(), REGISTRY.active_run_dirs())
     if not runs:
         st.info("No run yet: start one on the Train page.")
@@ -85,11 +85,12 @@ def test_metrics(run: dict) -> None:
     if where == "validation":
         st.caption("This dataset has no test split: the numbers are on the validation images, which also "
                    "chose the best epoch, so they are a little optimistic.")
-    left, right = st.columns([2, 3], gap="large")
+    cell = cell_picker(run, metrics)
+    left, right = st.columns(2, gap="large")
     with left:
         per_class_table(metrics)
     with right:
-        cell = confusion(run, metrics)
+        confusion(metrics, cell)
     if cell is not None:
         cell_gallery(run, metrics, cell)
 
@@ -103,17 +104,20 @@ def per_class_table(metrics: dict) -> None:
                  column_config={"precision": pct, "recall": pct, "f1": st.column_config.NumberColumn(format="%.3f")})
 
 
-def confusion(run: dict, metrics: dict) -> tuple[int, int] | None:
-    """The confusion matrix, and the cell whose images are shown below."""
+def cell_picker(run: dict, metrics: dict) -> tuple[int, int] | None:
+    """The confusion-matrix cell whose images are shown: mistakes first, the biggest first."""
     cm, classes = metrics["confusion_matrix"], metrics["classes"]
     cells = results.confusion_cells(cm, classes)
     # Options are indices: a tuple as an option would be read as a list of defaults.
     pick = st.pills("Show the images of a cell (true → predicted)", range(len(cells)), key=f"eval_cell_{run['id']}",
-                    default=0 if cells else None,
-                    format_func=lambda i: results.cell_label(cells[i], cm, classes))
-    cell = cells[pick] if pick is not None else None
-    st.plotly_chart(charts.confusion_matrix(cm, classes, cell), key="confusion")
-    return cell
+                    default=0 if cells else None, format_func=lambda i: results.cell_label(cells[i], cm, classes))
+    return cells[pick] if pick is not None else None
+
+
+def confusion(metrics: dict, cell: tuple[int, int] | None) -> None:
+    """Rows: the true class; columns: the predicted class; the chosen cell outlined."""
+    st.markdown("**Confusion matrix**")
+    st.plotly_chart(charts.confusion_matrix(metrics["confusion_matrix"], metrics["classes"], cell), key="confusion")
 
 
 def cell_gallery(run: dict, metrics: dict, cell: tuple[int, int]) -> None:
@@ -124,8 +128,13 @@ def cell_gallery(run: dict, metrics: dict, cell: tuple[int, int]) -> None:
     st.markdown(f"**True {classes[t]}, predicted {classes[p]}** — {len(chosen)} images"
                 + (f" (the {GALLERY_MAX} most confident shown)" if len(chosen) > GALLERY_MAX else ""))
     shown = chosen[:GALLERY_MAX]
-    widgets.image_grid([cache.thumbnail(r["path"]) if os.path.exists(r["path"]) else None for r in shown],
+    cam = run["has_model"] and st.toggle("Grad-CAM: where the model looked", key="eval_gradcam",
+                                         help="Each image with the heatmap of its predicted class (see Inspect).")
+    widgets.image_grid([inside.grad_cam_image(run, r["path"]) if cam else
+                        cache.thumbnail(r["path"]) if os.path.exists(r["path"]) else None for r in shown],
                        [results.probability_caption(r, classes) for r in shown], columns=6)
+    if run["has_model"] and shown:
+        inside.inspect_link(run, [r["path"] for r in shown])
 
 
 main()

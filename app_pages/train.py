@@ -175,11 +175,13 @@ def job_report(job) -> None:
     st.subheader(f"Run {widgets.run_name(snap['run_dir'])}")
     st.caption(f"{c['strategy']} · {c['base']} · {c['image_size']} px · started "
                f"{time.strftime('%H:%M:%S', time.localtime(snap['started']))} · dataset {c['data']}")
-    st.markdown(widgets.job_headline(snap), help="Phases: scan, decode, features (train/validation), head, "
-                                                  "fine-tune, train (scratch), evaluate.")
+    icon = widgets.STATE_ICONS.get(snap["state"], "")
+    st.markdown(f"{icon} **{snap['state']}**" + (f" · phase **{snap['phase']}**" if snap["phase"] else ""),
+                help="Phases: scan, decode, features (train / validation), head, fine-tune, train (scratch), "
+                     "evaluate.")
     if job.active:
-        st.progress(snap["phase_progress"], text=f"{snap['phase'] or 'starting'}: {snap['phase_progress']:.0%} · "
-                                                 f"ETA {widgets.format_seconds(snap['eta_seconds'])}")
+        st.progress(snap["phase_progress"], text=f"{snap['phase_progress']:.0%} of this phase · "
+                                                 f"about {widgets.format_seconds(snap['eta_seconds'])} left")
     if snap["error"]:
         st.error(snap["error"])
     curves(snap)
@@ -196,7 +198,8 @@ def stop_button(job) -> None:
 def curves(snap: dict) -> None:
     """Loss and accuracy: train per batch, validation per epoch."""
     st.plotly_chart(charts.job_curves(snap["batches"], snap["epochs"]), key="job_curves")
-    st.caption(f"{len(snap['batches'])} batches · {len(snap['epochs'])} epochs recorded")
+    st.caption(f"{widgets.plural(len(snap['batches']), 'batch', 'batches')} · {widgets.plural(len(snap['epochs']), 'epoch')} "
+               "recorded")
 
 
 def result(snap: dict) -> None:

@@ -117,6 +117,18 @@ def start_small_training(at: AppTest, strategy="scratch", epochs=2, size=48) -> 
     return at
 
 
+def test_streamlit_leaves_the_keras_session_of_a_running_training_alone(env):
+    """Streamlit clears the Keras session and runs a full GC after every run (see ui/runtime.py)."""
+    import tomllib
+
+    from ui import runtime
+
+    open_app()
+    assert runtime.keras_state_kept()
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["runner"]["postScriptGC"] is False
+
+
 # ---------------------------------------------------------------- sidebar and Dataset
 
 def test_no_pages_folder_next_to_app():
@@ -248,7 +260,7 @@ def test_training_streams_then_reports_and_evaluate_shows_it(env, shapes):
     assert snap["config"]["data"] == os.path.realpath(shapes)
     at.run()
     assert_clean(at)
-    assert "2 epochs recorded" in texts(at)
+    assert "2 epochs recorded" in texts(at)  # and every batch: 3 per epoch on 21 training images
     assert any(m.label.startswith("Accuracy on") for m in at.metric)
     assert "finished" in "\n".join(m.value for m in at.sidebar.markdown)
 

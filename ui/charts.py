@@ -34,6 +34,8 @@ def image_sizes(sizes: dict[str, tuple[int, int]]) -> go.Figure:
         text=[f"{w}×{h}: {k} images" for (w, h), k in zip(dims, n)], hoverinfo="text"))
     fig.update_layout(height=320, margin=dict(l=10, r=10, t=30, b=10),
                       xaxis_title="width (px)", yaxis_title="height (px)")
+    fig.update_xaxes(rangemode="tozero")
+    fig.update_yaxes(rangemode="tozero")
     return fig
 
 
@@ -54,7 +56,7 @@ def training_curves(series: list[dict], title: str | None = None) -> go.Figure:
     Each series: {"name", "x", "loss", "accuracy", "kind": "batch" | "epoch", "dash"?}.
     Per-batch series are drawn thin and light, per-epoch ones with markers.
     """
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "accuracy"), horizontal_spacing=0.08)
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.08)
     palette = ["#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#B279A2", "#FF9DA6", "#9D755D"]
     for i, s in enumerate(series):
         colour = s.get("color") or palette[i % len(palette)]
@@ -66,9 +68,9 @@ def training_curves(series: list[dict], title: str | None = None) -> go.Figure:
             fig.add_trace(go.Scatter(x=x, y=y, name=s["name"], legendgroup=s["name"],
                                      showlegend=col == 1, **style), row=1, col=col)
     fig.update_xaxes(title_text="epoch")
-    fig.update_yaxes(rangemode="tozero", row=1, col=1)
-    fig.update_yaxes(range=[0, 1.02], row=1, col=2)
-    fig.update_layout(height=340, margin=dict(l=10, r=10, t=40 if title else 30, b=10),
+    fig.update_yaxes(title_text="loss", rangemode="tozero", row=1, col=1)
+    fig.update_yaxes(title_text="accuracy", range=[0, 1.02], row=1, col=2)
+    fig.update_layout(height=340, margin=dict(l=10, r=10, t=40 if title else 20, b=10),
                       legend=dict(orientation="h", y=-0.22), title=title, uirevision="curves")
     return fig
 

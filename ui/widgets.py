@@ -7,8 +7,11 @@ import streamlit as st
 
 from ui import state
 
-STATE_ICONS = {"queued": "⏳", "running": "🏃", "stopping": "✋", "finished": "✅", "stopped": "⏹️",
-               "failed": "❌", "interrupted": "⚠️"}
+# Material icons: the browser needs no emoji font to show them.
+STATE_ICONS = {"queued": ":material/hourglass_top:", "running": ":material/directions_run:",
+               "stopping": ":material/pan_tool:", "finished": ":material/check_circle:",
+               "stopped": ":material/stop_circle:", "failed": ":material/error:",
+               "interrupted": ":material/warning:"}
 
 
 def page_intro(title: str, text: str) -> None:
@@ -34,6 +37,11 @@ def image_grid(images: list, captions: list[str] | None = None, columns: int = 6
                     st.caption(f"(cannot be read) {caption or ''}")
                 else:
                     st.image(image, caption=caption, width="stretch")
+
+
+def plural(n: int, word: str, words: str | None = None) -> str:
+    """'1 epoch', '2 epochs'; plural(3, 'batch', 'batches')."""
+    return f"{n} {word}" if n == 1 else f"{n} {words or word + 's'}"
 
 
 def format_seconds(seconds: float | None) -> str:
