@@ -12,6 +12,8 @@ from core.training import DEFAULT_EPOCHS, DEFAULT_FINE_TUNE_EPOCHS, DEFAULT_UNFR
     JobBusy, TrainConfig
 from ui import cache, charts, state, widgets
 
+STRATEGY_LABELS = {"scratch": "From scratch", "feature-extraction": "Feature extraction",
+                   "fine-tune": "Fine-tuning"}
 STRATEGY_HELP = {
     "scratch": "A small convnet learns everything from your images (rungs 1–2 of the ladder).",
     "feature-extraction": "A network pretrained on ImageNet stays frozen; only a new head learns (rung 3).",
@@ -43,49 +45,74 @@ def main() -> None:
 
 
 def settings(ds) -> TrainConfig:
-    """Every setting of one training, in four columns."""
+    """Every setting of one training: the strategy, then four columns."""
     strategy = st.radio("Strategy", STRATEGIES, index=STRATEGIES.index("feature-extraction"), horizontal=True,
-                        key="strategy", persist_state=SESSION,
-                        captions=[STRATEGY_HELP[s] for s in STRATEGIES])
-    transfer, fine_tune = strategy != "scratch", strategy == "fine-tune"
-    model_col, schedule_col, optimizer_col, data_col = st.columns(4, gap="medium")
-    with model_col:
-        base = st.selectbox("Pretrained base", list(BACKBONES), format_func=lambda k: BACKBONES[k].label,
-                            key="base", disabled=not transfer, persist_state=SESSION,
-                            help="The ImageNet network whose features are reused (not used from scratch).")
-        image_size = st.select_slider("Image size (px)", IMAGE_SIZES, value=160, key="image_size",
-                                      persist_state=SESSION)
-        batch_size = st.select_slider("Batch size", BATCH_SIZES, value=32, key="batch_size", persist_state=SESSION)
-    with schedule_col:
-        epochs = st.number_input("Epochs" + (" (head)" if fine_tune else ""), 1, 500,
-                                 value=DEFAULT_EPOCHS[strategy], key=f"epochs_{strategy}", persist_state=SESSION)
-        fine_tune_epochs = st.number_input("Fine-tune epochs", 1, 500, value=DEFAULT_FINE_TUNE_EPOCHS,
-                                           key="fine_tune_epochs", disabled=not fine_tune, persist_state=SESSION)
-        dropout = st.slider("Dropout", 0.0, 0.9, step=0.05, value=0.5 if strategy == "scratch" else 0.2,
-                            key=f"dropout_{strategy}", persist_state=SESSION)
-    with optimizer_col:
-        optimizer = st.selectbox("Optimizer", ["adam", "rmsprop", "sgd"], key="optimizer", persist_state=SESSION)
-        learning_rate = st.select_slider("Learning rate", LEARNING_RATES, value=1e-3, format_func="{:g}".format,
-                                         key="learning_rate", persist_state=SESSION)
-        fine_tune_lr = st.select_slider("Fine-tune learning rate", LEARNING_RATES, value=1e-5,
-                                        format_func="{:g}".format, key="fine_tune_learning_rate",
-                                        disabled=not fine_tune, persist_state=SESSION)
-    with data_col:
-        augment = st.toggle("Data augmentation", key="augment", persist_state=SESSION)
-        st.caption(f"{widgets.describe_augment(state.augment_config())} — set on the Augment page.")
-        views = st.number_input("Augmented views per image", 1, 16, value=4, key="views", persist_state=SESSION,
-                                disabled=not (augment and transfer),
-                                help="Feature extraction caches the base's output for this many augmented "
-                                     "versions of every training image.")
-        seed = widgets.seed_input("Seeds the weights, the shuffling and (for a folder of class folders) the split.")
-    unfreeze = unfreeze_slider(base, num_classes(ds)) if fine_tune else 0
+                        format_func=STRATEGY_LABELS.get, captions=[STRATEGY_HELP[s] for s in STRATEGIES],
+                        key="strategy", persist_state=SESSION)
+    columns = st.columns(4, gap="medium")
+    with columns[0]:
+        chosen = model_settings(strategy)
+    with columns[1]:
+        chosen |= schedule_settings(strategy)
+    with columns[2]:
+        chosen |= optimizer_settings(strategy)
+    with columns[3]:
+        chosen |= data_settings(strategy)
+    chosen["unfreeze"] = unfreeze_slider(chosen["base"], num_classes(ds)) if strategy == "fine-tune" else 0
     val_fraction, test_fraction, _ = state.split_settings()
-    return TrainConfig(
-        data=state.dataset_path(), strategy=strategy, base=base, image_size=image_size, batch_size=batch_size,
-        epochs=int(epochs), fine_tune_epochs=int(fine_tune_epochs), unfreeze=unfreeze, augment=augment,
-        augment_config=state.augment_config().to_dict(), views=int(views), optimizer=optimizer,
-        learning_rate=learning_rate, fine_tune_learning_rate=fine_tune_lr, dropout=dropout, seed=int(seed),
-        val_fraction=val_fraction, test_fraction=test_fraction, runs_dir=state.runs_dir())
+    return TrainConfig(data=state.dataset_path(), strategy=strategy, augment_config=state.augment_config().to_dict(),
+                       val_fraction=val_fraction, test_fraction=test_fraction, runs_dir=state.runs_dir(), **chosen)
+
+
+def model_settings(strategy: str) -> dict:
+    """The pretrained base, the image size and the batch size."""
+    return {
+        "base": st.selectbox("Pretrained base", list(BACKBONES), format_func=lambda k: BACKBONES[k].label,
+                             key="base", disabled=strategy == "scratch", persist_state=SESSION,
+                             help="The ImageNet network whose features are reused (not used from scratch)."),
+        "image_size": st.select_slider("Image size (px)", IMAGE_SIZES, value=160, key="image_size",
+                                       persist_state=SESSION),
+        "batch_size": st.select_slider("Batch size", BATCH_SIZES, value=32, key="batch_size", persist_state=SESSION),
+    }
+
+
+def schedule_settings(strategy: str) -> dict:
+    """Epochs of each phase and dropout (defaults per strategy, as the engine's)."""
+    fine_tune = strategy == "fine-tune"
+    return {
+        "epochs": int(st.number_input("Epochs" + (" (head)" if fine_tune else ""), 1, 500,
+                                      value=DEFAULT_EPOCHS[strategy], key=f"epochs_{strategy}",
+                                      persist_state=SESSION)),
+        "fine_tune_epochs": int(st.number_input("Fine-tune epochs", 1, 500, value=DEFAULT_FINE_TUNE_EPOCHS,
+                                                key="fine_tune_epochs", disabled=not fine_tune,
+                                                persist_state=SESSION)),
+        "dropout": st.slider("Dropout", 0.0, 0.9, step=0.05, value=0.5 if strategy == "scratch" else 0.2,
+                             key=f"dropout_{strategy}", persist_state=SESSION),
+    }
+
+
+def optimizer_settings(strategy: str) -> dict:
+    """The optimizer and its learning rates (a low one for fine-tuning, as the references insist)."""
+    return {
+        "optimizer": st.selectbox("Optimizer", ["adam", "rmsprop", "sgd"], key="optimizer", persist_state=SESSION),
+        "learning_rate": st.select_slider("Learning rate", LEARNING_RATES, value=1e-3, format_func="{:g}".format,
+                                          key="learning_rate", persist_state=SESSION),
+        "fine_tune_learning_rate": st.select_slider(
+            "Fine-tune learning rate", LEARNING_RATES, value=1e-5, format_func="{:g}".format,
+            key="fine_tune_learning_rate", disabled=strategy != "fine-tune", persist_state=SESSION),
+    }
+
+
+def data_settings(strategy: str) -> dict:
+    """Augmentation on or off (its settings come from the Augment page), views, seed."""
+    augment = st.toggle("Data augmentation", key="augment", persist_state=SESSION)
+    st.caption(f"{widgets.describe_augment(state.augment_config())} — set on the Augment page.")
+    views = st.number_input("Augmented views per image", 1, 16, value=4, key="views", persist_state=SESSION,
+                            disabled=not augment or strategy == "scratch",
+                            help="Feature extraction caches the base's output for this many augmented "
+                                 "versions of every training image.")
+    seed = widgets.seed_input("Seeds the weights, the shuffling and (for a folder of class folders) the split.")
+    return {"augment": augment, "views": int(views), "seed": int(seed)}
 
 
 def num_classes(ds) -> int:
@@ -133,6 +160,8 @@ def start_button(config: TrainConfig, ds) -> None:
         problem = f"{BACKBONES[config.base].label} needs images of at least {BACKBONES[config.base].min_size} px."
     if problem:
         st.warning(problem)
+    else:
+        st.caption(f"Trains on {ds.root} — {ds.summary()}")
     # Not disabled while a job runs: the registry decides, and its JobBusy message says what to do.
     if st.button("Start training", type="primary", key="start", disabled=bool(problem),
                  help="One training at a time per server: this one is busy." if busy else None):

@@ -109,14 +109,14 @@ def test_training_streams_survives_a_refresh_and_stops(page: Page, app_url):
     go_to(page, "Train")
     main = main_area(page)
     # Fine-tuning shows the base's layers: those that the slider unfreezes are marked.
-    main.get_by_test_id("stRadio").get_by_text("fine-tune", exact=True).click()
+    main.get_by_test_id("stRadio").get_by_text("Fine-tuning", exact=True).click()
     expect(main).to_contain_text("Layers unfrozen")
     expect(main.get_by_test_id("stMetric").filter(has_text="Layers unfrozen")).to_contain_text("54 of")
     idle(page)
     screenshot(page, "train-settings")
     scroll_to(main.get_by_test_id("stExpander").first)
     screenshot(page, "train-layers")
-    main.get_by_test_id("stRadio").get_by_text("scratch", exact=True).click()
+    main.get_by_test_id("stRadio").get_by_text("From scratch", exact=True).click()
     size = main.get_by_test_id("stSlider").filter(has_text="Image size")
     size.get_by_role("slider").focus()
     for _ in range(3):  # 160 -> 128 -> 96 -> 64 px
