@@ -288,6 +288,29 @@ def test_training_streams_then_reports_and_evaluate_shows_it(env, shapes):
         assert len(at.image) == min(n, 24)
 
 
+@pytest.mark.skipif(not os.path.exists(os.path.join(os.environ.get("KERAS_HOME", "~/.keras"), "models",
+                                                    "mobilenet_2_5_128_tf_no_top.h5")),
+                    reason="needs the offline MobileNet 0.25 weights (KERAS_HOME=../shared/weights)")
+def test_feature_extraction_on_offline_weights_with_augmented_views(env, shapes):
+    at = open_folder(open_app(), shapes)
+    at.switch_page("app_pages/train.py").run()
+    at.selectbox(key="base").set_value("mobilenet_025").run()
+    assert "MobileNet (alpha 0.25)" in at.expander[0].label
+    assert table(at, "trains")["trains"].sum() == 0  # feature extraction: the whole base stays frozen
+    at.toggle(key="augment").set_value(True).run()
+    at.number_input(key="views").set_value(2)
+    start_small_training(at, strategy="feature-extraction", epochs=2, size=128)
+    job = env["registry"].latest()
+    wait_for(job)
+    snap = job.snapshot()
+    assert snap["error"] is None, snap["error"]
+    assert {e["phase"] for e in snap["epochs"]} == {"head"} and len(snap["epochs"]) == 2
+    assert snap["config"]["views"] == 2 and snap["config"]["base"] == "mobilenet_025"
+    at.run()
+    assert_clean(at)
+    assert any(m.label == "Best validation accuracy" for m in at.metric)
+
+
 def test_a_second_start_while_training_shows_job_busy(env, shapes):
     at = open_folder(open_app(), shapes)
     at.switch_page("app_pages/train.py").run()
