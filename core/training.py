@@ -392,13 +392,17 @@ class Checkpointer:
 
 
 def _fit(job: Job, model, train_ds, val_ds, steps: int, epochs: int, phase: str, checkpoint,
-         epoch_offset: int = 0, weights_of=None) -> int:
-    """model.fit with our callback; returns the number of complete epochs."""
+         epoch_offset: int = 0, weights_of=None, best: float = -1.0) -> int:
+    """model.fit with our callback; returns the number of complete epochs.
+
+    An epoch is checkpointed only when its validation accuracy beats `best` (and the epochs before).
+    """
     if epochs <= 0 or job.stop_requested:
         return 0
     job.set_phase(phase)
     cb = _callback_class()(job, phase, steps, epochs, val_ds,
                            lambda rec: checkpoint(rec, weights_of), epoch_offset)
+    cb.best = best
     model.fit(train_ds, epochs=epochs, verbose=0, callbacks=[cb])
     return cb.epochs_done
 
@@ -663,35 +667,16 @@ def _train_transfer(job, c: TrainConfig, sets, augment, n_classes):
     job.log(f"Fine-tuning the top {c.unfreeze} layers ({models.trainable_params(model):,} trainable "
             f"parameters) at learning rate {c.fine_tune_learning_rate:g}.")
     checkpoint2 = Checkpointer(job.run_dir, model, min_interval=0)
-    cb_epochs = _fit_suffix(job, c, suffix, train_cut, y, val_cut, yv, views, steps, checkpoint2, head_epochs,
-                            checkpoint.best_record["val_accuracy"] if checkpoint.best_record else -1)
+    head_best = checkpoint.best_record["val_accuracy"] if checkpoint.best_record else -1.0
+    tuned_epochs = _fit(job, suffix, _view_dataset(train_cut, y, c.batch_size, c.seed, views, True),
+                        _view_dataset(val_cut, yv, c.batch_size, c.seed, 1, False), steps,
+                        c.fine_tune_epochs, "fine-tune", checkpoint2, epoch_offset=head_epochs, best=head_best)
     checkpoint2.flush()
-    return model, head_epochs + cb_epochs
+    return model, head_epochs + tuned_epochs
 
 
 def _pool_cached(pooled_model, arrays: list[np.ndarray], views: int) -> np.ndarray:
     """Pooled features from cached cut tensors (cheap: only the top layers run)."""
-    n = len(arrays[0])
-    out = None
-    for v in range(views):
-        parts = [a[:, v] if views > 1 else a for a in arrays]
-        f = pooled_model.predict([p.astype(np.float32) for p in parts], batch_size=256, verbose=0)
-        if out is None:
-            out = np.zeros((n, views, f.shape[-1]), np.float32) if views > 1 else np.zeros((n, f.shape[-1]), np.float32)
-        if views > 1:
-            out[:, v] = f
-        else:
-            out[:] = f
-    return out
-
-
-def _fit_suffix(job, c, suffix, train_cut, y, val_cut, yv, views, steps, checkpoint, epoch_offset, head_best):
-    """Phase 2; a fine-tune epoch is kept only if it beats the head phase's best validation."""
-    train_ds = _view_dataset(train_cut, y, c.batch_size, c.seed, views, True)
-    val_ds = _view_dataset(val_cut, yv, c.batch_size, c.seed, 1, False)
-    job.set_phase("fine-tune")
-    cb = _callback_class()(job, "fine-tune", steps, c.fine_tune_epochs, val_ds,
-                           lambda rec: checkpoint(rec), epoch_offset)
-    cb.best = head_best
-    suffix.fit(train_ds, epochs=c.fine_tune_epochs, verbose=0, callbacks=[cb])
-    return cb.epochs_done
+    if views == 1:
+        return pooled_model.predict([a.astype(np.float32) for a in arrays], batch_size=256, verbose=0)
+    return np.stack([_pool_cached(pooled_model, [a[:, v] for a in arrays], 1) for v in range(views)], axis=1)

@@ -54,16 +54,15 @@ def test_feature_extraction_computes_features_once_then_trains_the_head(split_sh
 
 
 def test_fine_tune_runs_two_phases_and_trains_the_top_layers(split_shapes, runs_dir):
+    # 54 layers: the cut has two tensors (a residual connection crosses it); 2 augmented views.
     job = Job(_config(split_shapes, runs_dir, strategy="fine-tune", epochs=2, fine_tune_epochs=2,
-                      unfreeze=20, base="mobilenet_v2"))
-    before = None
+                      unfreeze=54, base="mobilenet_v2", augment=True, views=2))
     result = job.run()
     assert job.error is None, job.error
     assert [e["phase"] for e in job.epochs] == ["head", "head", "fine-tune", "fine-tune"]
     assert [e["epoch"] for e in job.epochs] == [1, 2, 3, 4]
     assert result["epochs_run"] == 4
-    assert any("Fine-tuning the top 20 layers" in line for line in job.logs)
-    del before
+    assert any("Fine-tuning the top 54 layers" in line for line in job.logs)
 
 
 def test_stop_is_honoured_within_one_batch_and_keeps_the_model(shapes, runs_dir, monkeypatch):
