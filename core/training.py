@@ -121,7 +121,9 @@ class Job:
         self.started = time.time()
         self.finished: float | None = None
         self._stop = threading.Event()
-        self._lock = threading.Lock()
+        # Re-entrant: the CLI's signal handler calls request_stop() in the training thread itself,
+        # possibly while that thread holds the lock.
+        self._lock = threading.RLock()
         self._phase_started = time.time()
         self._echo = echo
         self.thread: threading.Thread | None = None
