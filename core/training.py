@@ -31,7 +31,8 @@ DEFAULT_FINE_TUNE_EPOCHS = 10
 # Top layers unfrozen by default: MobileNetV2's 54 = the TF tutorial's "fine-tune from layer 100".
 DEFAULT_UNFREEZE = {"mobilenet_v2": 54, "mobilenet": 12, "mobilenet_025": 12, "vgg16": 4,
                     "resnet50": 33, "efficientnet_b0": 30, "xception": 16, "inception_v3": 31}
-CUT_CACHE_BYTES = 4 * 1024 ** 3  # above this, fine-tuning streams images through the whole model
+CUT_CACHE_BYTES = 4 * 1024 ** 3
+KEEP_FINISHED_JOBS = 3  # finished jobs a server keeps in memory (the rest live on disk)  # above this, fine-tuning streams images through the whole model
 
 
 class JobBusy(RuntimeError):
@@ -130,9 +131,10 @@ class Job:
 
     # -- called from the UI / CLI
     def request_stop(self) -> None:
-        if self.state in ("queued", "running"):
-            with self._lock:
-                self.state = "stopping"
+        with self._lock:
+            if self.state not in ("queued", "running"):
+                return  # already stopping, or over
+            self.state = "stopping"
         self._stop.set()
         self.log("Stop requested: finishing the current batch.")
 
@@ -252,6 +254,9 @@ class JobRegistry:
                               f"{busy.config.base}, started {time.strftime('%H:%M:%S', time.localtime(busy.started))}). "
                               "Wait for it to finish or stop it first.")
             job = Job(config)
+            # Forget all but the last few finished jobs: their history is in their run folders.
+            for old in [j for j in self._jobs.values() if not j.active][:-KEEP_FINISHED_JOBS]:
+                del self._jobs[old.id]
             self._jobs[job.id] = job
             self._latest = job.id
             job.thread = threading.Thread(target=job.run, name=f"train-{job.id}", daemon=True)
@@ -405,7 +410,7 @@ def _fit(job: Job, model, train_ds, val_ds, steps: int, epochs: int, phase: str,
     cb = _callback_class()(job, phase, steps, epochs, val_ds,
                            lambda rec: checkpoint(rec, weights_of), epoch_offset)
     cb.best = best
-    model.fit(train_ds, epochs=epochs, verbose=0, callbacks=[cb])
+    model.fit(train_ds, epochs=epochs, verbose=0, callbacks=[cb], shuffle=False)  # tf.data shuffles
     return cb.epochs_done
 
 
