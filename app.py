@@ -24,6 +24,8 @@ PAGES = [
     st.Page("app_pages/augment.py", title="Augment", icon=":material/auto_awesome:"),
     st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
     st.Page("app_pages/evaluate.py", title="Evaluate", icon=":material/analytics:"),
+    st.Page("app_pages/inspect.py", title="Inspect", icon=":material/center_focus_strong:"),
+    st.Page("app_pages/visualize.py", title="Visualize", icon=":material/palette:"),
 ]
 
 

@@ -1,0 +1,93 @@
+"""Inspect: one image through a trained model: what it predicts, what its layers see, where it looks."""
+from __future__ import annotations
+
+import math
+
+import streamlit as st
+
+from core.explain import feature_grid
+from ui import inside, inside_charts, widgets
+
+GRID_COLUMNS = 8
+MIN_TILE = 48  # px: late layers are a few pixels wide, so their tiles are enlarged to at least this
+
+
+def main() -> None:
+    widgets.page_intro("Inspect", (
+        "A trained network is not a black box: every layer is a stack of images (feature maps) you can "
+        "look at, and the gradient of a class score tells which parts of the photo that score depends on. "
+        "Choose a run and an image, from the run's own test images or one of yours."))
+    run = inside.run_picker()
+    if run is None:
+        return
+    picked = inside.image_picker(run, "inspect")
+    if picked is None:
+        return
+    ref = inside.model_ref(run)
+    names = inside.classes(run)
+    probs = inside.probabilities(ref, picked.image)
+    probabilities_panel(picked, probs, names)
+    activations_panel(ref, run, picked)
+    grad_cam_panel(ref, run, picked, probs, names)
+
+
+def probabilities_panel(picked: inside.Picked, probs, names: list[str]) -> None:
+    """The image as the model sees it, and the probability it gives each class."""
+    inside.panel("Class probabilities", (
+        "The last layer turns everything the network computed into one probability per class; the "
+        "prediction is the longest bar. A confident wrong answer is more worrying than a hesitant one, "
+        "and the panels below show what it rests on."))
+    left, right = st.columns([1, 3], gap="large")
+    pred = int(probs.argmax())
+    verdict = "" if picked.true is None else (" ✓" if picked.true == pred else f" ✗ (true: {names[picked.true]})")
+    left.image(picked.image, caption=f"{picked.name}: {names[pred]} {probs[pred]:.1%}{verdict}", width="stretch")
+    right.plotly_chart(inside_charts.class_probabilities(probs, names, picked.true), key="inspect_probs")
+
+
+def activations_panel(ref, run: dict, picked: inside.Picked) -> None:
+    """A grid of one layer's feature maps, first N channels."""
+    inside.panel("Intermediate activations", (
+        "Each tile is one channel of the chosen layer, bright where the filter behind it responds to "
+        "this image. Early layers keep edges, colours and textures you can still recognise, while deeper "
+        "ones are smaller, more abstract and often dark, because they record whether parts of a class "
+        "are present rather than the image itself."))
+    layers = inside.feature_layers(ref)
+    left, right = st.columns(2)
+    layer = left.selectbox("Layer (bottom to top)", layers, key=f"inspect_act_layer_{run['id']}",
+                           format_func=lambda n: f"{layers.index(n) + 1}. {n}")
+    acts = inside.activations(ref, picked.image, layer)
+    h, w, channels = acts.shape
+    n = right.slider("Channels shown (the first N)", 1, channels, min(32, channels),
+                     key=f"inspect_act_n_{run['id']}_{layer}")
+    grid = feature_grid(acts, n, cols=min(GRID_COLUMNS, n), scale=max(1, math.ceil(MIN_TILE / h)))
+    st.image(grid, caption=f"{layer}: {h}×{w} pixels, {channels} channels — the first {n}, each normalized "
+             "on its own (flat gray: the channel is silent on this image)", width="stretch")
+
+
+def grad_cam_panel(ref, run: dict, picked: inside.Picked, probs, names: list[str]) -> None:
+    """Grad-CAM of the predicted (or a chosen) class, over the image."""
+    inside.panel("Where the model looks (Grad-CAM)", (
+        "The heat marks the parts of the image that raise the chosen class's score the most: the "
+        "gradient of that score weighs each channel of a convolutional layer, and their weighted sum is "
+        "laid over the photo. This is where a model that is right for the wrong reason (the background, "
+        "a watermark, the grass under every dog) gives itself away."))
+    layers = inside.feature_layers(ref)
+    last = inside.last_feature_layer(ref)
+    pred = int(probs.argmax())
+    cols = st.columns(3)
+    choice = cols[0].selectbox("Class to explain", [-1, *range(len(names))], key=f"inspect_cam_class_{run['id']}",
+                               format_func=lambda i: f"the predicted class ({names[pred]})" if i < 0 else names[i])
+    layer = cols[1].selectbox("Layer", layers, index=layers.index(last), key=f"inspect_cam_layer_{run['id']}",
+                              help="By default the last layer with feature maps: the most semantic, if coarse.")
+    opacity = cols[2].slider("Opacity of the heatmap", 0.0, 1.0, 0.45, step=0.05, key="inspect_cam_opacity")
+    heat, explained, _ = inside.grad_cam(ref, picked.image, None if choice < 0 else choice, layer)
+    left, right = st.columns(2)
+    left.image(picked.image, caption="the image", width="stretch")
+    right.image(inside.cam_overlay(picked.image, heat, opacity), width="stretch",
+                caption=f"evidence for {names[explained]} ({probs[explained]:.1%}) at {layer}, "
+                        f"{heat.shape[0]}×{heat.shape[1]} cells")
+    if not heat.any():
+        st.caption(f"Nothing in {layer} speaks for {names[explained]} on this image: the map is empty.")
+
+
+main()

@@ -1,0 +1,223 @@
+"""Visualize: inputs made by gradient ascent (filter patterns, "ideal" class images) and inputs that
+fool the model (adversarial examples)."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import streamlit as st
+
+from ui import inside, inside_charts, results, widgets
+
+EPSILON_CURVE = [0, 0.5, 1, 2, 4, 8, 16]  # pixel levels (x / 255) measured for the accuracy chart
+SHOW_SIZE = 320  # px: optimized images are shown at this width, whatever the model's input size
+
+
+def main() -> None:
+    widgets.page_intro("Visualize", (
+        "Here the image is not given, it is computed: gradient ascent changes the pixels themselves, "
+        "either to excite one part of the network or to fool it. The optimizations take from seconds to "
+        "a minute on a CPU; each shows its progress and can be cancelled."))
+    run = inside.run_picker()
+    if run is None:
+        return
+    ref = inside.model_ref(run)
+    filter_tab, ideal_tab, attack_tab = st.tabs(["Filter patterns", "Ideal class image", "Adversarial examples"])
+    with filter_tab:
+        filter_patterns_panel(ref, run)
+    with ideal_tab:
+        ideal_class_panel(ref, run)
+    with attack_tab:
+        adversarial_panel(ref, run)
+        accuracy_panel(ref, run)
+
+
+def filter_patterns_panel(ref, run: dict) -> None:
+    """The inputs that excite the first N filters of a layer most, as a grid."""
+    inside.panel("Filter patterns", (
+        "Each image is grown from gray noise by gradient ascent until one filter of the chosen layer "
+        "responds to it as strongly as it can: it is the pattern that filter detects. Low layers detect "
+        "edges and colours, higher ones textures and then motifs, which is why a network can be reused "
+        "for photos it never saw."))
+    layers = inside.feature_layers(ref)
+    cols = st.columns(3)
+    layer = cols[0].selectbox("Layer (bottom to top)", layers, index=len(layers) // 2,
+                              key=f"vis_filter_layer_{run['id']}", format_func=lambda n: f"{layers.index(n) + 1}. {n}")
+    channels = inside.layer_channels(ref, layer)
+    n = cols[1].slider("Filters (the first N)", 1, min(64, channels), min(8, channels), key="vis_filter_n")
+    steps = cols[2].slider("Steps per filter", 5, 100, 30, step=5, key="vis_filter_steps")
+    key = "vis_filter"
+    start = inside.start_and_cancel(key, "Draw the patterns")
+    bar, grid = st.empty(), st.empty()
+    if start:
+        work = inside.work(key)
+        work.update(run=run["id"], layer=layer, n=n, images=[])
+        per_filter = inside.planned_steps(steps)
+        total, done = n * per_filter, [0]
+        throttle = inside.Throttle()
+
+        def should_stop() -> bool:  # asked after every step: the place to show progress
+            done[0] += 1
+            if throttle():
+                bar.progress(min(done[0] / total, 1.0),
+                             text=f"filter {len(work['images']) + 1} of {n}, step {done[0]} of {total}")
+            return False
+
+        for i in range(n):
+            work["images"].append(inside.filter_pattern(ref, layer, i, steps, should_stop))
+            with grid.container():
+                show_patterns(work)
+        work.update(status="done", seconds=time.time() - work["started"])
+        bar.empty()
+    work = inside.work(key)
+    if work and work.get("images") and work.get("run") == run["id"]:
+        with grid.container():
+            show_patterns(work)
+
+
+def show_patterns(work: dict) -> None:
+    images = work["images"]
+    status = {"done": f"{len(images)} filters in {work.get('seconds', 0):.0f} s",
+              "cancelled": f"cancelled after {len(images)} of {work['n']} filters",
+              "interrupted": f"stopped after {len(images)} of {work['n']} filters (the page was changed)",
+              "running": f"{len(images)} of {work['n']} filters"}[work["status"]]
+    st.caption(f"Layer {work['layer']}: {status}.")
+    widgets.image_grid(images, [f"filter {i}" for i in range(len(images))], columns=8)
+
+
+def ideal_class_panel(ref, run: dict) -> None:
+    """Activation maximization of one class, shown as it evolves."""
+    inside.panel("\"Ideal\" class image", (
+        "Starting from noise, the pixels are pushed to raise the chosen class's score, with a little "
+        "random shifting (jitter) and a smoothness penalty (total variation) so that the result looks "
+        "like an image and not like static. What comes out is what the model has learned to look for: "
+        "fur textures and eyes for a cat, rarely a whole cat."))
+    names = inside.classes(run)
+    cols = st.columns(2)
+    target = cols[0].selectbox("Class", range(len(names)), format_func=names.__getitem__,
+                               key=f"vis_ideal_class_{run['id']}")
+    steps = cols[1].slider("Steps", 20, 500, 150, step=10, key="vis_ideal_steps")
+    key = "vis_ideal"
+    start = inside.start_and_cancel(key, "Draw the ideal image")
+    bar, view = st.empty(), st.empty()
+    if start:
+        work = inside.work(key)
+        total = inside.planned_steps(steps)
+        work.update(run=run["id"], target=target, total=total, points=[])
+
+        def callback(step: int, image: np.ndarray, probability: float) -> None:
+            work.update(step=step, image=image, probability=probability)
+            work["points"].append({"step": step, "probability": probability})
+            bar.progress(step / total, text=f"step {step} of {total}: p({names[target]}) = {probability:.1%}")
+            view.image(image, caption=f"step {step}", width=SHOW_SIZE)
+
+        image, probability, history = inside.ideal_class_image(ref, target, steps, callback)
+        work.update(status="done", image=image, probability=probability, points=history,
+                    seconds=time.time() - work["started"])
+        bar.empty()
+    work = inside.work(key)
+    if work and work.get("image") is not None and work.get("run") == run["id"]:
+        with view.container():
+            show_ideal(work, names)
+
+
+def show_ideal(work: dict, names: list[str]) -> None:
+    name = names[work["target"]]
+    left, right = st.columns([1, 2], gap="large")
+    if work["status"] == "done":
+        left.image(work["image"], width="stretch",
+                   caption=f"the ideal {name}: the model gives it {work['probability']:.1%} "
+                           f"after {work['total']} steps ({work['seconds']:.0f} s)")
+    else:
+        why = "cancelled" if work["status"] == "cancelled" else "stopped (the page was changed)"
+        left.image(work["image"], width="stretch",
+                   caption=f"{why} at step {work['step']} of {work['total']}: p({name}) = {work['probability']:.1%}")
+    right.plotly_chart(inside_charts.probability_by_step(work["points"], name), key="vis_ideal_curve")
+
+
+def adversarial_panel(ref, run: dict) -> None:
+    """FGSM or the targeted attack on one image: original, perturbation, result, both predictions."""
+    inside.panel("Adversarial examples", (
+        "A change of a pixel level or two, far below what you can see, chosen along the gradient of the "
+        "loss, is enough to change the prediction: FGSM takes one such step away from the true class, "
+        "the targeted attack takes several towards a class you choose. A model can be accurate and "
+        "still rely on features no person would."))
+    names = inside.classes(run)
+    picked = inside.image_picker(run, "adv")
+    if picked is None:
+        return
+    probs = inside.probabilities(ref, picked.image)
+    pred = int(probs.argmax())
+    cols = st.columns(3)
+    method = cols[0].radio("Attack", ["fgsm", "targeted"], key="vis_adv_method", horizontal=True,
+                           format_func={"fgsm": "FGSM (one step)", "targeted": "Targeted (iterative)"}.get)
+    levels = cols[1].slider("Epsilon (pixel levels out of 255)", 0.5, 16.0, 2.0, step=0.5, key="vis_adv_eps",
+                            help="The most any pixel may change, in levels of the 0..255 range.")
+    target, steps = None, 10
+    if method == "targeted":
+        others = [i for i in range(len(names)) if i != pred] or [pred]
+        target = cols[2].selectbox("Target class", others, format_func=names.__getitem__,
+                                   key=f"vis_adv_target_{run['id']}")
+        steps = cols[2].slider("Steps", 1, 50, 10, key="vis_adv_steps")
+    label = picked.true if picked.true is not None else pred  # an upload: attack the model's own answer
+    adversarial, adv_probs = inside.attack(ref, picked.image, method, label, levels / 255, target, steps)
+    show_attack(picked, probs, adversarial, adv_probs, names, levels, target)
+
+
+def show_attack(picked: inside.Picked, probs, adversarial, adv_probs, names, levels: float, target) -> None:
+    pred, adv_pred = int(probs.argmax()), int(np.argmax(adv_probs))
+    peak = float(np.abs(adversarial - picked.image.astype(np.float32)).max())
+    cols = st.columns(3)
+    cols[0].image(picked.image, width="stretch", caption=f"original: {names[pred]} {probs[pred]:.1%}")
+    cols[1].image(inside.perturbation(picked.image, adversarial), width="stretch",
+                  caption=f"the perturbation, amplified ×{127.5 / peak:.0f} (gray: unchanged)" if peak else
+                  "no pixel changed (the gradient is zero)")
+    cols[2].image(np.uint8(np.round(adversarial)), width="stretch",
+                  caption=f"adversarial (±{levels:g}/255): {names[adv_pred]} {adv_probs[adv_pred]:.1%}")
+    if target is not None:
+        verdict = "reached" if adv_pred == target else "not reached: raise epsilon or the steps"
+        st.markdown(f"Target **{names[target]}** {verdict} — p({names[target]}) went from "
+                    f"{probs[target]:.1%} to {adv_probs[target]:.1%}.")
+    else:
+        verdict = "changed" if adv_pred != pred else "unchanged"
+        st.markdown(f"Prediction **{verdict}**: {names[pred]} {probs[pred]:.1%} → "
+                    f"{names[adv_pred]} {adv_probs[adv_pred]:.1%}.")
+    st.plotly_chart(inside_charts.before_after(probs, adv_probs, names), key="vis_adv_probs")
+
+
+def accuracy_panel(ref, run: dict) -> None:
+    """Accuracy on a sample of the test split under FGSM, against epsilon."""
+    inside.panel("Accuracy against epsilon", (
+        "The same one-step attack on a sample of test images, at growing strengths: the curve shows how "
+        "fast accuracy collapses. A steep fall at one or two pixel levels is normal for a network trained "
+        "only on clean images."))
+    if not results.predictions(run):
+        st.caption("This run has no evaluated images to sample.")
+        return
+    n = st.select_slider("Test images in the sample", [16, 32, 64, 128, 256], value=64, key="vis_acc_n")
+    key = "vis_acc"
+    start = inside.start_and_cancel(key, "Measure")
+    bar, chart = st.empty(), st.empty()
+    if start:
+        work = inside.work(key)
+        images, labels = inside.test_sample(run, n)
+        batches, done = -(-len(images) // 16), [0]
+        work.update(run=run["id"], n=len(images))
+
+        def should_stop() -> bool:  # asked before every batch of 16 images
+            bar.progress(done[0] / batches, text=f"batch {done[0] + 1} of {batches}")
+            done[0] += 1
+            return False
+
+        work["points"] = inside.accuracy_vs_epsilon(ref, images, labels, [e / 255 for e in EPSILON_CURVE],
+                                                    should_stop)
+        work.update(status="done", seconds=time.time() - work["started"])
+        bar.empty()
+    work = inside.work(key)
+    if work and work.get("points") and work.get("run") == run["id"]:
+        chart.plotly_chart(inside_charts.accuracy_vs_epsilon(work["points"], work["n"]), key="vis_acc_chart")
+    elif work and work.get("status") in ("cancelled", "interrupted"):
+        chart.caption("The measurement was stopped before it finished.")
+
+
+main()

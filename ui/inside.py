@@ -1,0 +1,367 @@
+"""What the Inspect and Visualize pages share (and Evaluate's Grad-CAM gallery): the trained run and
+its model, the image to look at, the explanations (cached), and long optimizations with a progress
+bar and a Cancel button.
+
+Only calls into core/ (runs, data, explain, visualize): no TensorFlow code here. Everything cached
+is keyed on a model reference `(run folder, time model.keras was saved)`: a model that a running
+training saves again is read again, and its explanations are computed again.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import streamlit as st
+
+import core.training
+from core import data
+from core.runs import list_runs
+from ui import results, state
+
+RUN = "inside_run"            # the run Inspect and Visualize look at: one choice for both pages
+INSPECT_IMAGE = "inspect_image"  # Inspect's image picker keys (Evaluate preselects them)
+INSPECT_SOURCE = "inspect_source"
+INSPECT_MISTAKES = "inspect_mistakes"
+UPLOAD_TYPES = sorted(e.lstrip(".") for e in data.IMAGE_EXTENSIONS)
+
+
+@dataclass(frozen=True)
+class Picked:
+    """The image the panels look at."""
+    image: np.ndarray          # uint8 (S, S, 3) at the run's image size, decoded as training decodes
+    name: str
+    true: int | None = None    # the true class when the image comes from the run's dataset
+
+
+# ---------------------------------------------------------------- the run and its model
+
+def trained_runs() -> list[dict]:
+    """Runs with a saved model, newest first."""
+    runs = list_runs(state.runs_dir(), core.training.REGISTRY.active_run_dirs())
+    return [r for r in runs if r["has_model"] and r["config"].get("classes")]
+
+
+def run_picker() -> dict | None:
+    """Which trained run to look inside (shared by Inspect and Visualize)."""
+    runs = trained_runs()
+    if not runs:
+        st.info("No trained model yet: train one on the Train page, then come back here.")
+        return None
+    by_id = {r["id"]: r for r in runs}
+    _forget_if_not_in(RUN, by_id)
+    pick = st.selectbox("Trained run", list(by_id), key=RUN, persist_state="session",
+                        format_func=lambda i: run_label(by_id[i]))
+    return by_id[pick]
+
+
+def run_label(run: dict) -> str:
+    """'20250101-120000-scratch-scratch · from scratch · 48 px · test 83%'."""
+    config, metrics = run["config"], run["metrics"] or {}
+    parts = [run["id"], results.STRATEGY_LABELS.get(config.get("strategy"), config.get("strategy", "?"))]
+    if config.get("base") and config.get("base") != "scratch":
+        parts.append(config["base"])
+    parts.append(f"{config.get('image_size')} px")
+    if metrics.get("accuracy") is not None:
+        parts.append(f"{metrics.get('evaluated_on', 'test')} {metrics['accuracy']:.0%}")
+    return " · ".join(parts)
+
+
+def model_ref(run: dict) -> tuple[str, float]:
+    """(run folder, modification time of its model.keras): the key of everything cached below."""
+    return run["run_dir"], os.path.getmtime(os.path.join(run["run_dir"], "model.keras"))
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=4)
+def _load_model(run_dir: str, saved_at: float):
+    from core.runs import load_model
+
+    return load_model(run_dir)
+
+
+def model(ref: tuple[str, float]):
+    """The run's Keras model, loaded once per server (shared by every session)."""
+    return _load_model(*ref)
+
+
+def classes(run: dict) -> list[str]:
+    return list(run["config"]["classes"])
+
+
+def image_size(run: dict) -> tuple[int, str]:
+    """(pixels, resize mode) the run was trained with: every image is decoded the same way."""
+    return int(run["config"]["image_size"]), run["config"].get("resize", "crop")
+
+
+# ---------------------------------------------------------------- the image
+
+def image_picker(run: dict, key: str) -> Picked | None:
+    """An image of the run's test (or validation) split, or an uploaded one, at the run's size."""
+    records = results.predictions(run)
+    names = classes(run)
+    where = (run["metrics"] or {}).get("evaluated_on", "test")
+    sources = ["dataset", "upload"] if records else ["upload"]
+    labels = {"dataset": f"The run's {where} images", "upload": "Upload one"}
+    _forget_if_not_in(f"{key}_source", sources)
+    source = st.radio("Image", sources, format_func=labels.get, horizontal=True, key=f"{key}_source")
+    if source == "upload":
+        return _uploaded(run, key)
+    left, right = st.columns([1, 3], vertical_alignment="bottom")
+    mistakes = left.toggle("Mistakes only", key=f"{key}_mistakes",
+                           help="Only the images the model got wrong.")
+    shown = [r for r in records if r["true"] != r["pred"]] if mistakes else records
+    if not shown:
+        right.caption("The model got every one of these images right.")
+        return None
+    by_path = {r["path"]: r for r in shown}
+    _forget_if_not_in(f"{key}_image", by_path)
+    path = right.selectbox(f"{len(shown)} images", list(by_path), key=f"{key}_image",
+                           format_func=lambda p: record_label(by_path[p], names))
+    size, resize = image_size(run)
+    try:
+        image = run_image(path, size, resize)
+    except (ValueError, OSError) as e:
+        st.error(f"{path} cannot be read any more: {e}.")
+        return None
+    return Picked(image, os.path.basename(path), by_path[path]["true"])
+
+
+def _uploaded(run: dict, key: str) -> Picked | None:
+    upload = st.file_uploader("An image file", type=UPLOAD_TYPES, key=f"{key}_upload")
+    if upload is None:
+        st.caption("Choose a photo: it is cropped and resized the way this run's training images were.")
+        return None
+    size, resize = image_size(run)
+    try:
+        return Picked(data.load_image(upload, size, resize), upload.name)
+    except ValueError as e:
+        st.error(f"{upload.name} cannot be used: {e}.")
+        return None
+
+
+def record_label(record: dict, names: list[str]) -> str:
+    """'cat.1503.jpg — cats ✓' or 'dog.1520.jpg — dogs, predicted cats ✗'."""
+    base = f"{os.path.basename(record['path'])} — {names[record['true']]}"
+    if record["true"] == record["pred"]:
+        return base + " ✓"
+    return f"{base}, predicted {names[record['pred']]} ✗"
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def run_image(path: str, size: int, resize: str) -> np.ndarray:
+    """One dataset image decoded as training decoded it (raises ValueError / OSError)."""
+    return data.load_image(path, size, resize)
+
+
+def _forget_if_not_in(key: str, options) -> None:
+    """Drop a remembered widget value that is not an option any more (another run, another filter)."""
+    if key in st.session_state and st.session_state[key] not in options:
+        del st.session_state[key]
+
+
+def open_in_inspect(run: dict, path: str) -> None:
+    """Show this run and this image on the Inspect page."""
+    st.session_state[RUN] = run["id"]
+    st.session_state[INSPECT_SOURCE] = "dataset"
+    st.session_state[INSPECT_MISTAKES] = False
+    st.session_state[INSPECT_IMAGE] = path
+    st.switch_page("app_pages/inspect.py")
+
+
+def grad_cam_image(run: dict, path: str) -> np.ndarray | None:
+    """A dataset image with the Grad-CAM of its predicted class on top (Evaluate's gallery)."""
+    return grad_cam_thumbnail(model_ref(run), path, *image_size(run))
+
+
+def inspect_link(run: dict, paths: list[str]) -> None:
+    """Choose one of these images and open it on the Inspect page."""
+    left, right = st.columns([3, 1], vertical_alignment="bottom")
+    path = left.selectbox("Look inside the model for one of these images", paths, key="eval_inspect_image",
+                          format_func=os.path.basename)
+    if right.button("Open in Inspect", key="eval_open_inspect", icon=":material/center_focus_strong:"):
+        open_in_inspect(run, path)
+
+
+# ---------------------------------------------------------------- explanations, cached
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def probabilities(ref, image: np.ndarray) -> np.ndarray:
+    from core import explain
+
+    return explain.probabilities(model(ref), image)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def feature_layers(ref) -> list[str]:
+    """The layers with feature maps, bottom to top (core.explain.conv_layers)."""
+    from core import explain
+
+    return explain.conv_layers(model(ref))
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def last_feature_layer(ref) -> str:
+    from core import explain
+
+    return explain.last_conv_layer(model(ref))
+
+
+@st.cache_data(show_spinner="Computing the feature maps…", max_entries=32)
+def activations(ref, image: np.ndarray, layer: str) -> np.ndarray:
+    from core import explain
+
+    return explain.activations(model(ref), image, layer)
+
+
+@st.cache_data(show_spinner="Computing Grad-CAM…", max_entries=128)
+def grad_cam(ref, image: np.ndarray, class_index: int | None, layer: str | None):
+    """(heatmap 0..1 at the layer's resolution, explained class, probabilities)."""
+    from core import explain
+
+    return explain.grad_cam(model(ref), image, class_index, layer)
+
+
+def cam_overlay(image: np.ndarray, heat: np.ndarray, opacity: float = 0.4) -> np.ndarray:
+    from core import explain
+
+    return explain.overlay(image, heat, opacity)
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def grad_cam_thumbnail(ref, path: str, size: int, resize: str) -> np.ndarray | None:
+    """A dataset image with the Grad-CAM of its predicted class on top; None if it cannot be read."""
+    try:
+        image = run_image(path, size, resize)
+    except (ValueError, OSError):
+        return None
+    heat, _, _ = grad_cam(ref, image, None, None)
+    return cam_overlay(image, heat)
+
+
+@st.cache_data(show_spinner="Attacking the image…", max_entries=64)
+def attack(ref, image: np.ndarray, method: str, label: int, epsilon: float, target: int | None = None,
+           steps: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """(adversarial float image 0..255, its probabilities) by FGSM (away from `label`) or the
+    iterative targeted attack (towards `target`)."""
+    from core import visualize
+
+    m = model(ref)
+    if method == "fgsm":
+        adv = visualize.fgsm(m, image[None], [label], epsilon)[0]
+        return adv, probabilities(ref, adv)
+    return visualize.targeted_attack(m, image, target, epsilon, steps=steps)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def layer_channels(ref, layer: str) -> int:
+    return int(model(ref).get_layer(layer).output.shape[-1])
+
+
+def planned_steps(steps: int) -> int:
+    """The steps an optimization will really take (TRANSFERLAB_MAX_STEPS caps them in tests)."""
+    from core.visualize import capped_steps
+
+    return capped_steps(steps)
+
+
+def filter_pattern(ref, layer: str, index: int, steps: int, should_stop=None) -> np.ndarray:
+    """The input that excites one filter most (not cached: it reports progress as it goes)."""
+    from core import visualize
+
+    return visualize.filter_pattern(model(ref), layer, index, steps=steps, should_stop=should_stop)
+
+
+def ideal_class_image(ref, class_index: int, steps: int, callback=None, callback_every: int = 10):
+    """(uint8 image, probability of the class on it, per-step history), reporting to `callback`."""
+    from core import visualize
+
+    return visualize.ideal_class_image(model(ref), class_index, steps=steps, callback=callback,
+                                       callback_every=callback_every)
+
+
+def accuracy_vs_epsilon(ref, images: np.ndarray, labels: np.ndarray, epsilons, should_stop=None,
+                        batch_size: int = 16) -> list[tuple[float, float]]:
+    from core import visualize
+
+    return visualize.accuracy_vs_epsilon(model(ref), images, labels, epsilons, batch_size=batch_size,
+                                         should_stop=should_stop)
+
+
+def perturbation(image: np.ndarray, adversarial: np.ndarray) -> np.ndarray:
+    from core import visualize
+
+    return visualize.perturbation_image(image, adversarial)
+
+
+def test_sample(run: dict, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded random sample of n images of the run's evaluated split (images, true labels)."""
+    records = results.predictions(run)
+    order = np.random.default_rng(seed).permutation(len(records))[:n]
+    items = [(records[i]["path"], records[i]["true"]) for i in sorted(order)]
+    size, resize = image_size(run)
+    images, labels, _ = data.load_arrays(items, size, resize=resize)
+    return images, labels
+
+
+# ---------------------------------------------------------------- teaching and long work
+
+def panel(title: str, text: str) -> None:
+    """A panel's heading and its two sentences: what the user sees, and why it matters."""
+    st.subheader(title)
+    st.markdown(text)
+
+
+def start_and_cancel(key: str, label: str) -> bool:
+    """A start button and a Cancel button beside it, enabled while the work runs; True on start.
+
+    The work runs in this script run, updating the page from the engine's callback. Clicking Cancel
+    (like any widget) makes Streamlit end the running script at its next page update, i.e. at the
+    next progress update; its callback then marks the work cancelled, so the new run shows what
+    had been reached instead of starting again.
+    """
+    _settle(key)
+    left, right, _ = st.columns([2, 1, 3])
+    start = left.button(label, key=f"{key}_start", type="primary", width="stretch")
+    right.button("Cancel", key=f"{key}_cancel", disabled=not start, on_click=_cancel, args=(key,),
+                 width="stretch")
+    if start:
+        st.session_state[f"{key}_work"] = {"status": "running", "started": time.time()}
+    return start
+
+
+def _cancel(key: str) -> None:
+    work = st.session_state.get(f"{key}_work")
+    if work is not None and work.get("status") == "running":
+        work["status"] = "cancelled"
+
+
+def work(key: str) -> dict | None:
+    """The state of the last long optimization started with start_and_cancel(key), if any.
+
+    "status": running (in this script run), done, cancelled, or interrupted (ended by another
+    click or by leaving the page); the page keeps its partial results in the same dict.
+    """
+    return st.session_state.get(f"{key}_work")
+
+
+def _settle(key: str) -> None:
+    """At the start of a script run, work still marked running was ended by a click elsewhere."""
+    w = st.session_state.get(f"{key}_work")
+    if w is not None and w.get("status") == "running":
+        w["status"] = "interrupted"
+
+
+class Throttle:
+    """True at most every `seconds` (and always the first time and when forced): page updates from
+    an engine callback that fires every step would otherwise cost more than the steps."""
+
+    def __init__(self, seconds: float = 0.25):
+        self.seconds, self.last = seconds, 0.0
+
+    def __call__(self, force: bool = False) -> bool:
+        now = time.monotonic()
+        if force or now - self.last >= self.seconds:
+            self.last = now
+            return True
+        return False
