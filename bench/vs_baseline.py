@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -19,13 +20,23 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
 
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _last_json(cmd: list[str]) -> dict:
+    """Run one measurement; its result JSON plus the CPU seconds it used and the load around it."""
+    cpu0, load0 = _children_cpu(), os.getloadavg()[0]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
     if proc.returncode != 0 or not lines:
         sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-3000:])
         raise SystemExit(f"failed: {' '.join(cmd)}")
-    return json.loads(lines[-1])
+    result = json.loads(lines[-1])
+    result["cpu_seconds"] = round(_children_cpu() - cpu0, 1)
+    result["load_before_after"] = [round(load0, 1), round(os.getloadavg()[0], 1)]
+    return result
 
 
 def baseline(data: str, fine_tune: bool) -> dict:
@@ -56,12 +67,15 @@ def main() -> None:
                 o = ours(a.data, strategy, runs_dir, a.extra.split())
                 rows.append((strategy, r, o))
                 print(json.dumps(o), flush=True)
-    base_times = [row[2]["seconds"] for row in rows if row[0].startswith("tf-tutorial")]
-    base_t = sum(base_times) / len(base_times)
-    print(f"\n| recipe | round | wall time (s) | time / baseline | test accuracy |\n|---|---|---|---|---|")
+    base = [row[2] for row in rows if row[0].startswith("tf-tutorial")]
+    base_t = sum(b["seconds"] for b in base) / len(base)
+    base_cpu = sum(b["cpu_seconds"] for b in base) / len(base)
+    print("\n| recipe | round | wall time (s) | wall / baseline | CPU time (s) | CPU / baseline | "
+          "load avg before→after | test accuracy |\n|---|---|---|---|---|---|---|---|")
     for name, r, res in rows:
         print(f"| {name} | {r + 1} | {res['seconds']:.1f} | {res['seconds'] / base_t:.3f} | "
-              f"{res['test_accuracy']:.4f} |")
+              f"{res['cpu_seconds']:.0f} | {res['cpu_seconds'] / base_cpu:.3f} | "
+              f"{res['load_before_after'][0]}→{res['load_before_after'][1]} | {res['test_accuracy']:.4f} |")
 
 
 if __name__ == "__main__":
