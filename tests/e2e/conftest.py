@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -18,7 +19,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED_WEIGHTS = ROOT.parent / "shared" / "weights"
-SCREENSHOTS = ROOT / "docs" / "screenshots"
+# Screenshots go to a temporary folder; to refresh the ones in docs/, run the e2e tests with
+# TRANSFERLAB_SCREENSHOTS=docs/screenshots (a test run never rewrites tracked files by itself).
+SCREENSHOTS = Path(os.environ.get("TRANSFERLAB_SCREENSHOTS")
+                   or tempfile.mkdtemp(prefix="transferlab-screenshots-")).resolve()
 CHROMIUM = os.environ.get("TRANSFERLAB_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]

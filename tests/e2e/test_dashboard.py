@@ -1,5 +1,5 @@
 """A user's walk through the dashboard in Chromium: dataset, augmentation, a live training that is
-refreshed and stopped, then the evaluation of that run. Each page is saved to docs/screenshots/.
+refreshed and stopped, then the evaluation of that run. Each page is saved as a screenshot (conftest.SCREENSHOTS).
 
 The tests share one server and run in file order (the Evaluate test reads the run that the Train
 test stopped; run alone, it trains a one-epoch run first through the command line).
@@ -63,7 +63,7 @@ def wait_for_points(page: Page, more_than: int, timeout: float = 60) -> int:
         if n > more_than:
             return n
         page.wait_for_timeout(300)
-    page.screenshot(path=str(SCREENSHOTS.parent / "failed-curve.png"), full_page=True)
+    page.screenshot(path=str(SCREENSHOTS / "failed-curve.png"), full_page=True)
     raise AssertionError(f"the live curve did not grow past {more_than} points in {timeout} s")
 
 
