@@ -21,8 +21,9 @@ from core.sample import make_shapes
 from core.training import JobRegistry
 from ui.results import confusion_cells
 
+from apptest_helpers import assert_clean, open_app, texts  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
-APP = str(ROOT / "app.py")
 pytestmark = pytest.mark.timeout(180)
 
 
@@ -61,22 +62,10 @@ def shapes(env) -> str:
     return root
 
 
-def open_app(page: str | None = None) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=90).run()
-    if page:
-        at.switch_page(f"app_pages/{page}.py").run()
-    assert_clean(at)
-    return at
 
 
-def assert_clean(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
 
 
-def texts(at: AppTest) -> str:
-    parts = [m.value for m in at.markdown] + [c.value for c in at.caption] + [e.value for e in at.error]
-    parts += [w.value for w in at.warning] + [i.value for i in at.info] + [m.label for m in at.metric]
-    return "\n".join(str(p) for p in parts)
 
 
 def table(at: AppTest, column: str):

@@ -22,8 +22,9 @@ import core.training
 from core.sample import make_shapes
 from core.training import Job, JobRegistry, TrainConfig
 
+from apptest_helpers import assert_clean, open_app, texts  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
-APP = str(ROOT / "app.py")
 pytestmark = pytest.mark.timeout(240)
 
 
@@ -58,21 +59,10 @@ def env(tmp_path, trained, monkeypatch):
     st.cache_resource.clear()
 
 
-def open_page(page: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=90).run()
-    at.switch_page(f"app_pages/{page}.py").run()
-    assert_clean(at)
-    return at
 
 
-def assert_clean(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
 
 
-def texts(at: AppTest) -> str:
-    parts = [m.value for m in at.markdown] + [c.value for c in at.caption] + [e.value for e in at.error]
-    parts += [i.value for i in at.info] + [s.value for s in at.subheader]
-    return "\n".join(str(p) for p in parts)
 
 
 def image_captions(at: AppTest) -> list[str]:
@@ -93,12 +83,12 @@ def test_inspect_without_a_trained_run_says_what_to_do(tmp_path, monkeypatch):
     monkeypatch.setenv("TRANSFERLAB_SAMPLES_DIR", str(tmp_path / "samples"))
     monkeypatch.setattr(core.training, "REGISTRY", JobRegistry())
     for page in ("inspect", "visualize"):
-        at = open_page(page)
+        at = open_app(page)
         assert "No trained model yet" in at.info[0].value
 
 
 def test_inspect_shows_probabilities_activations_and_grad_cam(env):
-    at = open_page("inspect")
+    at = open_app("inspect")
     assert at.title[0].value == "Inspect"
     subheaders = [s.value for s in at.subheader]
     assert subheaders == ["Class probabilities", "Intermediate activations", "Where the model looks (Grad-CAM)"]
@@ -115,7 +105,7 @@ def test_inspect_shows_probabilities_activations_and_grad_cam(env):
 
 
 def test_inspect_layer_channels_and_grad_cam_controls(env):
-    at = open_page("inspect")
+    at = open_app("inspect")
     run_id = env["run_id"]
     layers = at.selectbox(key=f"inspect_act_layer_{run_id}").options
     assert len(layers) >= 4  # conv and pool layers of the scratch net
@@ -137,7 +127,7 @@ def test_inspect_layer_channels_and_grad_cam_controls(env):
 
 
 def test_inspect_mistakes_only_and_uploads(env):
-    at = open_page("inspect")
+    at = open_app("inspect")
     at.toggle(key="inspect_mistakes").set_value(True).run()
     assert_clean(at)
     mistakes = [r for r in env["predictions"] if r["true"] != r["pred"]]
@@ -160,7 +150,7 @@ def test_inspect_mistakes_only_and_uploads(env):
 # ---------------------------------------------------------------- Visualize
 
 def test_visualize_draws_filter_patterns_with_progress(env):
-    at = open_page("visualize")
+    at = open_app("visualize")
     assert [s.value for s in at.subheader][:2] == ["Filter patterns", "\"Ideal\" class image"]
     at.slider(key="vis_filter_n").set_value(3).run()
     at.button(key="vis_filter_start").click().run()
@@ -172,7 +162,7 @@ def test_visualize_draws_filter_patterns_with_progress(env):
 
 
 def test_visualize_ideal_class_image_reports_the_probability(env):
-    at = open_page("visualize")
+    at = open_app("visualize")
     at.button(key="vis_ideal_start").click().run()
     assert_clean(at)
     work = at.session_state["vis_ideal_work"]
@@ -183,7 +173,7 @@ def test_visualize_ideal_class_image_reports_the_probability(env):
 
 
 def test_cancelled_and_interrupted_work_shows_what_was_reached(env):
-    at = open_page("visualize")
+    at = open_app("visualize")
     partial = {"status": "running", "started": 0.0, "run": env["run_id"], "target": 0, "total": 150,
                "step": 40, "probability": 0.25, "image": np.full((48, 48, 3), 128, np.uint8),
                "points": [{"step": 40, "probability": 0.25}]}
@@ -204,7 +194,7 @@ def test_cancelled_and_interrupted_work_shows_what_was_reached(env):
 
 
 def test_visualize_fgsm_and_targeted_attack(env):
-    at = open_page("visualize")
+    at = open_app("visualize")
     assert at.radio(key="vis_adv_method").value == "fgsm"
     assert at.slider(key="vis_adv_eps").value == 2.0
     captions = image_captions(at)
@@ -220,7 +210,7 @@ def test_visualize_fgsm_and_targeted_attack(env):
 
 
 def test_visualize_accuracy_against_epsilon(env):
-    at = open_page("visualize")
+    at = open_app("visualize")
     at.select_slider(key="vis_acc_n").set_value(16).run()
     at.button(key="vis_acc_start").click().run()
     assert_clean(at)
@@ -237,7 +227,7 @@ def test_visualize_accuracy_against_epsilon(env):
 # ---------------------------------------------------------------- Evaluate -> Inspect
 
 def test_evaluate_gallery_shows_grad_cam_and_opens_inspect(env):
-    at = open_page("evaluate")
+    at = open_app("evaluate")
     before = [u for image in at.image for u in image.value]
     at.toggle(key="eval_gradcam").set_value(True).run()
     assert_clean(at)

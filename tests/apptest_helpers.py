@@ -1,0 +1,29 @@
+"""Helpers shared by the AppTest page tests."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+
+
+def open_app(page: str | None = None) -> AppTest:
+    """The app after its first run, switched to app_pages/<page>.py; fails on any exception box."""
+    at = AppTest.from_file(APP, default_timeout=90).run()
+    if page:
+        at.switch_page(f"app_pages/{page}.py").run()
+    assert_clean(at)
+    return at
+
+
+def assert_clean(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def texts(at: AppTest) -> str:
+    """All the text a user reads on the page, one element per line."""
+    parts = [m.value for m in at.markdown] + [c.value for c in at.caption] + [e.value for e in at.error]
+    parts += [w.value for w in at.warning] + [i.value for i in at.info] + [m.label for m in at.metric]
+    parts += [s.value for s in at.subheader]
+    return "\n".join(str(p) for p in parts)
