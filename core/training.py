@@ -519,8 +519,6 @@ def train(config: TrainConfig, job: Job) -> dict:
     """Run one training to the end (or to a stop) and return the result the CLI prints."""
     import keras
 
-    from core import models
-
     t0 = time.time()
     c = config.resolved()
     job.config = c
