@@ -12,6 +12,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from keras import layers  # noqa: E402
+from tiny_models import tiny_convnet as make_tiny_convnet  # noqa: E402
 
 from core import explain  # noqa: E402
 from core.models import BACKBONES, build_scratch, build_transfer  # noqa: E402
@@ -34,15 +35,7 @@ def patch_images(n: int, seed: int):
 
 
 def tiny_convnet(augment: bool = False) -> keras.Model:
-    inputs = keras.Input((SIZE, SIZE, 3), name="image")
-    x = layers.RandomFlip("horizontal", name="augmentation")(inputs) if augment else inputs
-    x = layers.Rescaling(1 / 255.0, name="preprocess")(x)
-    x = layers.Conv2D(8, 3, padding="same", activation="relu", name="conv1")(x)
-    x = layers.MaxPooling2D(2, name="pool1")(x)
-    x = layers.Conv2D(16, 3, padding="same", activation="relu", name="conv2")(x)
-    x = layers.GlobalAveragePooling2D(name="head_pool")(x)
-    outputs = layers.Dense(2, activation="softmax", name="predictions")(x)
-    return keras.Model(inputs, outputs, name="tiny")
+    return make_tiny_convnet(SIZE, 16, augment)
 
 
 @pytest.fixture(scope="module")

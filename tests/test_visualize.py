@@ -13,6 +13,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from keras import layers  # noqa: E402
+from tiny_models import tiny_convnet as make_tiny_convnet  # noqa: E402
 
 from core import explain, visualize  # noqa: E402
 from core.visualize import MAX_STEPS_ENV  # noqa: E402
@@ -37,14 +38,7 @@ def tint_images(n: int, seed: int):
 
 
 def tiny_convnet() -> keras.Model:
-    inputs = keras.Input((SIZE, SIZE, 3), name="image")
-    x = layers.Rescaling(1 / 255.0, name="preprocess")(inputs)
-    x = layers.Conv2D(8, 3, padding="same", activation="relu", name="conv1")(x)
-    x = layers.MaxPooling2D(2, name="pool1")(x)
-    x = layers.Conv2D(8, 3, padding="same", activation="relu", name="conv2")(x)
-    x = layers.GlobalAveragePooling2D(name="head_pool")(x)
-    outputs = layers.Dense(2, activation="softmax", name="predictions")(x)
-    return keras.Model(inputs, outputs, name="tiny")
+    return make_tiny_convnet(SIZE, 8)
 
 
 @pytest.fixture(scope="module")
