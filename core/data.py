@@ -180,10 +180,18 @@ def _is_hidden(name: str) -> bool:
     return name.startswith(".") or name.startswith("__MACOSX") or name == "Thumbs.db"
 
 
-def _list_files(folder: str) -> list[str]:
-    """All non-hidden files under folder, following symlinks but never looping."""
+def _list_files(folder: str, unreadable: list[Skipped] | None = None) -> list[str]:
+    """All non-hidden files under folder, following symlinks but never looping.
+
+    Folders that cannot be listed are appended to `unreadable` (with the reason).
+    """
     out, seen = [], set()
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+
+    def failed(e: OSError) -> None:
+        if unreadable is not None:
+            unreadable.append(Skipped(e.filename or folder, f"folder cannot be read ({e.strerror or e})"))
+
+    for dirpath, dirnames, filenames in os.walk(folder, onerror=failed, followlinks=True):
         real = os.path.realpath(dirpath)
         if real in seen:
             dirnames[:] = []
@@ -236,6 +244,7 @@ def scan(root: str, val_fraction: float = 0.15, test_fraction: float = 0.15, see
     top = _subfolders(root)
     split_dirs = {SPLIT_FOLDERS[d.lower()]: d for d in top if d.lower() in SPLIT_FOLDERS}
     skipped, warnings = [], []
+    list_files = lambda folder: _list_files(folder, skipped)  # noqa: E731  unreadable folders reported
     raw: dict[str, dict[str, list[str]]] = {}  # split -> class -> files
     if "train" in split_dirs:
         layout = "split"
@@ -244,11 +253,11 @@ def scan(root: str, val_fraction: float = 0.15, test_fraction: float = 0.15, see
                             "validation (or val) and test are read.")
         for split, name in split_dirs.items():
             folder = os.path.join(root, name)
-            raw[split] = {c: _list_files(os.path.join(folder, c)) for c in _subfolders(folder)}
+            raw[split] = {c: list_files(os.path.join(folder, c)) for c in _subfolders(folder)}
             skipped += [Skipped(p, "not inside a class folder") for p in _stray_files(folder)]
     else:
         layout = "flat"
-        raw["all"] = {c: _list_files(os.path.join(root, c)) for c in top}
+        raw["all"] = {c: list_files(os.path.join(root, c)) for c in top}
     skipped += [Skipped(p, "not inside a class folder") for p in _stray_files(root)]
 
     # Check every file once, in parallel (PIL releases the GIL while decoding).
@@ -260,8 +269,12 @@ def scan(root: str, val_fraction: float = 0.15, test_fraction: float = 0.15, see
 
     source = raw.get("train", raw.get("all", {}))
     usable = {c: [p for p in files if p in sizes] for c, files in source.items()}
+    unreadable = {os.path.realpath(s.path): s.reason for s in skipped if s.reason.startswith("folder cannot")}
     for c, files in usable.items():
-        if not source[c]:
+        why = unreadable.get(os.path.realpath(os.path.join(root, split_dirs.get("train", ""), c)))
+        if not source[c] and why:
+            warnings.append(f"Class folder '{c}' was ignored: its {why}.")
+        elif not source[c]:
             warnings.append(f"Class folder '{c}' is empty and was ignored.")
         elif not files:
             warnings.append(f"Class folder '{c}' has no usable image and was ignored.")
