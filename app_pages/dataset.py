@@ -102,8 +102,12 @@ def folder_browser() -> None:
         st.session_state["browse_dir"] = parent
         st.rerun()
     if down.button("⬇ Go into", disabled=child is None, key="browse_down", width="stretch"):
-        st.session_state["browse_dir"] = os.path.join(here, child)
-        st.rerun()
+        try:  # a subfolder may be a link to a folder outside the roots: never list what is there
+            st.session_state["browse_dir"] = folders.allowed_folder(os.path.join(here, child), roots)
+        except folders.FolderNotAllowed as e:
+            st.error(str(e))
+        else:
+            st.rerun()
     if use.button("Use this folder", key="browse_use", type="primary", width="stretch"):
         open_folder(os.path.join(here, child) if child else here)
 

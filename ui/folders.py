@@ -43,7 +43,10 @@ def allowed_folder(path: str, roots: list[str] | None = None) -> str:
     roots = data_roots() if roots is None else roots
     if not str(path).strip():
         raise FolderNotAllowed("Type the path of a folder on this server.")
-    real = os.path.realpath(os.path.expanduser(str(path).strip()))
+    try:
+        real = os.path.realpath(os.path.expanduser(str(path).strip()))
+    except (ValueError, OSError) as e:  # e.g. an embedded NUL byte, which no file name can hold
+        raise FolderNotAllowed(f"This is not a valid path on this server ({e}).") from None
     if not any(is_inside(real, r) for r in roots):
         raise FolderNotAllowed(
             f"{real} is outside the folders this server may read ({', '.join(roots)}). "

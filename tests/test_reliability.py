@@ -1,0 +1,200 @@
+"""Issue 6: a read-only dataset stays untouched, and no path from the browser leads out of the
+data roots or the runs folder. (Bad files: test_reliability_inputs.py; kills, stops and
+errors: test_reliability_jobs.py; two users: e2e/test_reliability.py.)
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import streamlit as st
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+import core.training
+from core import data, runs
+from core.training import Job, JobRegistry, TrainConfig
+from ui import folders
+
+from apptest_helpers import APP, assert_clean, open_app, texts  # noqa: E402
+from test_reliability_inputs import make_corpus  # noqa: E402
+
+pytestmark = pytest.mark.timeout(240)
+
+
+@pytest.fixture(scope="module")
+def samples_dir(tmp_path_factory) -> str:
+    return str(tmp_path_factory.mktemp("samples"))
+
+
+@pytest.fixture
+def env(tmp_path, samples_dir, monkeypatch):
+    """Data root tmp/data (with the bad-file corpus), something outside it, runs in tmp/runs."""
+    root, outside = tmp_path / "data", tmp_path / "outside"
+    corpus = make_corpus(str(root / "corpus"))
+    (outside / "secret" / "cats").mkdir(parents=True)
+    (outside / "secret" / "dogs").mkdir(parents=True)
+    for cls in ("cats", "dogs"):
+        for i in range(3):
+            Image.new("RGB", (8, 8), (i * 40, 0, 0)).save(outside / "secret" / cls / f"{i}.png")
+    os.symlink(outside, root / "link_out")
+    monkeypatch.setenv("TRANSFERLAB_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("TRANSFERLAB_DATA_ROOTS", str(root))
+    monkeypatch.setenv("TRANSFERLAB_SAMPLES_DIR", samples_dir)
+    registry = JobRegistry()
+    monkeypatch.setattr(core.training, "REGISTRY", registry)
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    yield {"root": root, "outside": outside, "corpus": corpus, "runs": tmp_path / "runs", "registry": registry}
+    for job in list(registry._jobs.values()):
+        job.request_stop()
+        job.thread.join(120)
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
+def open_typed(at: AppTest, path: str) -> AppTest:
+    at.text_input(key="typed_path").input(path)
+    at.button(key="open_typed").click().run()
+    assert_clean(at)
+    return at
+
+
+# ---------------------------------------------------------------- nothing is written into a dataset
+
+def tree(root: str) -> dict[str, tuple]:
+    """Every entry under root (links not followed): mode, size, modification time in ns."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in [".", *dirnames, *filenames]:
+            path = os.path.normpath(os.path.join(dirpath, name))
+            s = os.lstat(path)
+            out[os.path.relpath(path, root)] = (s.st_mode, s.st_size, s.st_mtime_ns)
+    return out
+
+
+def test_a_read_only_dataset_is_never_written(env):
+    """chmod a-w on the corpus, then the Dataset and Augment pages and a training on it: the tree
+    (names, sizes, modification times) is the same after. Tests run as root, which writes through
+    any mode, so the snapshot is the proof, not a permission error."""
+    corpus = env["corpus"]
+    for dirpath, dirnames, filenames in os.walk(corpus):
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            if not os.path.islink(path):
+                os.chmod(path, 0o444)
+        os.chmod(dirpath, 0o555)
+    before = tree(corpus)
+    try:
+        at = open_typed(open_app(), corpus)
+        assert "Skipped files" in [m.label for m in at.metric]
+        at.switch_page("app_pages/augment.py").run()
+        assert_clean(at)
+        assert len(at.image) == 12
+        result = Job(TrainConfig(data=corpus, strategy="scratch", image_size=48, epochs=1, batch_size=8,
+                                 runs_dir=str(env["runs"]), weights=None)).run()
+        assert result and result["test_accuracy"] is not None
+        assert tree(corpus) == before
+        assert Path(result["run_dir"]).resolve().is_relative_to(env["runs"].resolve())
+    finally:
+        for dirpath, dirnames, filenames in os.walk(corpus):
+            os.chmod(dirpath, 0o755)
+
+
+# ---------------------------------------------------------------- confinement: ui/folders.py
+
+def test_allowed_folder_refuses_every_way_out(env):
+    root, outside = str(env["root"]), str(env["outside"])
+    roots = [os.path.realpath(root)]
+    os.symlink(os.path.join(root, "link_out"), os.path.join(root, "corpus", "a", "chain"))  # link -> link -> out
+    for sneaky in ("..", "/", "/etc", outside, os.path.join(root, ".."), os.path.join(root, "corpus", "..", ".."),
+                   os.path.join(root, "link_out"), os.path.join(root, "link_out", "secret"),
+                   os.path.join(root, "corpus", "a", "chain"), "~", root + "-sibling", "./" * 3):
+        with pytest.raises(folders.FolderNotAllowed, match="outside the folders this server may read"):
+            folders.allowed_folder(sneaky, roots)
+    for invalid in ("/tmp/\0", root + "\0/corpus"):
+        with pytest.raises(folders.FolderNotAllowed, match="not a valid path on this server"):
+            folders.allowed_folder(invalid, roots)
+    # Inside stays inside, whatever the spelling.
+    real_corpus = os.path.realpath(env["corpus"])
+    assert folders.allowed_folder(os.path.join(root, "corpus", "a", "..", "."), roots) == real_corpus
+
+
+# ---------------------------------------------------------------- confinement: the Dataset page
+
+@pytest.mark.parametrize("typed", ["..", "/etc", "~", "{root}/..", "{root}/corpus/../../outside/secret",
+                                   "{root}/link_out/secret", "{outside}/secret", "/tmp/\0"])
+def test_dataset_page_refuses_typed_paths_out_of_the_roots(env, typed):
+    path = typed.format(root=env["root"], outside=env["outside"])
+    at = open_typed(open_app(), path)
+    assert at.error and ("outside the folders this server may read" in at.error[0].value
+                         or "not a valid path" in at.error[0].value), [e.value for e in at.error]
+    assert "dataset_path" not in at.session_state  # still on the sample
+    assert "cats, dogs" not in texts(at)  # nothing of what lies outside is shown
+
+
+def test_dataset_page_browser_does_not_follow_a_link_out(env):
+    at = open_app()
+    assert at.session_state["browse_dir"] == os.path.realpath(env["root"])
+    assert "link_out" in at.selectbox(key="browse_child").options
+    at.selectbox(key="browse_child").set_value("link_out").run()
+    at.button(key="browse_down").click().run()
+    assert_clean(at)
+    assert any("outside the folders this server may read" in e.value for e in at.error)
+    assert at.session_state["browse_dir"] == os.path.realpath(env["root"])  # did not move
+    assert "secret" not in at.selectbox(key="browse_child").options  # nothing outside is listed
+    at.button(key="browse_use").click().run()  # "use this folder" on the root itself: allowed, not usable
+    assert_clean(at)
+    # and opening the link itself as a dataset is refused too
+    at.selectbox(key="browse_child").set_value("link_out").run()
+    at.button(key="browse_use").click().run()
+    assert any("outside the folders this server may read" in e.value for e in at.error)
+    assert at.session_state.get("dataset_path") != os.path.realpath(env["outside"])
+
+
+def test_recent_list_never_offers_a_folder_out_of_the_roots(env):
+    env["runs"].mkdir()
+    (env["runs"] / folders.RECENT_FILE).write_text(json.dumps(
+        [str(env["outside"] / "secret"), str(env["root"] / "link_out" / "secret"), "/etc", env["corpus"]]))
+    at = open_app()
+    assert at.selectbox(key="recent_choice").options == [os.path.realpath(env["corpus"])]
+
+
+# ---------------------------------------------------------------- confinement: run ids
+
+def _fake_run(runs_dir: str, name: str) -> str:
+    from tiny_models import tiny_convnet
+
+    run_dir = runs.create_run(runs_dir, {"strategy": "scratch", "base": "scratch", "image_size": 32,
+                                        "classes": ["a", "b"]})
+    runs.save_model(run_dir, tiny_convnet(32))
+    runs.write_status(run_dir, state=runs.FINISHED)
+    return run_dir
+
+
+def test_run_ids_from_the_browser_cannot_leave_the_runs_folder(env, tmp_path):
+    """Pages look runs up by id among core.runs.list_runs (the runs folder's own subfolders); a
+    forged id from the browser is dropped, never joined to a path."""
+    real = _fake_run(str(env["runs"]), "real")
+    elsewhere = _fake_run(str(tmp_path / "elsewhere-runs"), "other")  # a run folder outside the runs folder
+    forged = [os.path.relpath(elsewhere, env["runs"]), elsewhere, "..", "../elsewhere-runs"]
+    for page, key in (("inspect", "inside_run"), ("visualize", "inside_run")):
+        for run_id in forged:
+            at = AppTest.from_file(APP, default_timeout=90)
+            at.session_state[key] = run_id
+            at.run()
+            at.switch_page(f"app_pages/{page}.py").run()
+            assert_clean(at)
+            assert at.session_state[key] == os.path.basename(real), (page, run_id)
+    for run_id in forged:
+        at = AppTest.from_file(APP, default_timeout=90)
+        at.session_state["eval_runs"] = [run_id]
+        at.run()
+        at.switch_page("app_pages/evaluate.py").run()
+        assert_clean(at)
+        assert os.path.basename(elsewhere) not in texts(at)
+        assert at.multiselect(key="eval_runs").value in ([], [os.path.basename(real)])
+    assert [r["run_dir"] for r in runs.list_runs(str(env["runs"]))] == [real]
