@@ -1,14 +1,15 @@
 """Inside a model trained on real photos: Grad-CAM on cats and dogs, and the targeted attack dog -> cat.
 
-(a) Writes docs/gradcam_cat.png and docs/gradcam_dog.png: the first PER_CLASS test photos of each
+(a) Writes docs/gradcam_cat.png and docs/gradcam_dog.png (or into --out): the first PER_CLASS test photos of each
     class that the run classifies correctly, originals on top, the Grad-CAM of the predicted class
-    (last conv layer) below, each labelled with the predicted probability.
+    (last conv layer, --method) below, each labelled with the predicted probability.
 (b) Runs the iterative targeted attack "dog -> cat" on the first 10 dog test photos that the model
     classifies correctly, at each epsilon of --epsilons (pixel levels out of 255, at most 2), and
     prints how many become "cat" with the probabilities, both on the float image the attack returns
     and after rounding it to 8-bit pixels (what a saved PNG would hold).
 
     KERAS_HOME=../shared/weights python -m bench.explain_real RUN_DIR [--epsilons 1 2] [--steps 10]
+        [--method grad-cam++|grad-cam] [--out docs]
 
 RUN_DIR is a run of a two-class cats/dogs dataset, e.g. from
     python -m core.train --data ../shared/datasets/cats_and_dogs_small --strategy feature-extraction \
@@ -33,7 +34,7 @@ from PIL import Image  # noqa: E402
 from core import data, explain, visualize  # noqa: E402
 from core.runs import load_model, read_json  # noqa: E402
 
-PER_CLASS = 4
+PER_CLASS = 8
 ATTACKED = 10
 DOCS = os.path.join(ROOT, "docs")
 
@@ -61,12 +62,12 @@ def label(image: np.ndarray, text: str) -> np.ndarray:
     return out
 
 
-def gradcam_sheet(model, images, classes: list[str], path: str) -> list[str]:
+def gradcam_sheet(model, images, classes: list[str], path: str, method: str) -> list[str]:
     """Originals on top, Grad-CAM overlays below; saved as a palette PNG (small). Returns one line per image."""
     top, bottom, lines = [], [], []
     layer = explain.last_conv_layer(model)
     for p, image in images:
-        heat, c, probs = explain.grad_cam(model, image, None, layer)
+        heat, c, probs = explain.grad_cam(model, image, None, layer, method)
         top.append(label(image, os.path.basename(p)))
         bottom.append(label(explain.overlay(image, heat, 0.45), f"{classes[c]} {probs[c]:.1%}"))
         ys, xs = np.unravel_index(np.argmax(heat), heat.shape)
@@ -100,6 +101,8 @@ def main() -> None:
     parser.add_argument("--epsilons", type=float, nargs="+", default=[1.0, 2.0],
                         help="pixel levels out of 255 (at most 2 for the goal)")
     parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--method", choices=explain.GRAD_CAM_METHODS, default=explain.GRAD_CAM_METHODS[0])
+    parser.add_argument("--out", default=DOCS, help="folder for gradcam_cat.png and gradcam_dog.png")
     args = parser.parse_args()
 
     config = read_json(os.path.join(args.run_dir, "config.json"), {}) or {}
@@ -113,10 +116,11 @@ def main() -> None:
     print(f"Run {os.path.basename(args.run_dir)}: {config['strategy']} {config['base']} at {size} px, "
           f"test accuracy {accuracy:.1%} on {len(predictions)} images; Grad-CAM layer {explain.last_conv_layer(model)}")
 
-    os.makedirs(DOCS, exist_ok=True)
+    os.makedirs(args.out, exist_ok=True)
     for stem, index in (("cat", cat), ("dog", dog)):
-        path = os.path.join(DOCS, f"gradcam_{stem}.png")
-        lines = gradcam_sheet(model, correct_images(predictions, index, PER_CLASS, size, resize), classes, path)
+        path = os.path.join(args.out, f"gradcam_{stem}.png")
+        images = correct_images(predictions, index, PER_CLASS, size, resize)
+        lines = gradcam_sheet(model, images, classes, path, args.method)
         print(f"\n{path} ({os.path.getsize(path) / 1024:.0f} KB):")
         print("\n".join(lines))
 

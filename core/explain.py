@@ -231,7 +231,10 @@ def feature_grid(acts: np.ndarray, n: int | None = None, cols: int = 8, pad: int
 
 # --- Grad-CAM ---------------------------------------------------------------------------------
 
-def _make_grad_cam(model, layer_name):
+GRAD_CAM_METHODS = ("grad-cam++", "grad-cam")
+
+
+def _make_grad_cam(model, layer_name, method):
     scores = ClassScores(model, [layer_name])
 
     @tf.function(input_signature=[_spec(model), tf.TensorSpec((), tf.int32)])
@@ -239,9 +242,17 @@ def _make_grad_cam(model, layer_name):
         with tf.GradientTape() as tape:
             (fmap,), logits, probs = scores(x)
             c = tf.where(class_index < 0, tf.argmax(probs[0], output_type=tf.int32), class_index)
-            score = tf.gather(logits[0], c)
+            # The softmax only sees differences between logits: explain the class's logit relative
+            # to their mean, so a part shared by every class's weights cannot show up as evidence.
+            score = tf.gather(logits[0], c) - tf.reduce_mean(logits[0])
         grads = tape.gradient(score, fmap)
-        weights = tf.reduce_mean(grads, axis=(1, 2))  # one weight per channel: pooled gradients
+        if method == "grad-cam++":
+            g2 = tf.square(grads)
+            denom = 2.0 * g2 + tf.reduce_sum(fmap, axis=(1, 2), keepdims=True) * g2 * grads
+            alpha = g2 / tf.where(denom != 0, denom, tf.ones_like(denom))
+            weights = tf.reduce_sum(alpha * tf.nn.relu(grads), axis=(1, 2))
+        else:
+            weights = tf.reduce_mean(grads, axis=(1, 2))  # one weight per channel: pooled gradients
         heat = tf.nn.relu(tf.reduce_sum(fmap * weights[:, None, None, :], axis=-1))[0]
         return heat, c, probs[0]
 
@@ -249,20 +260,26 @@ def _make_grad_cam(model, layer_name):
 
 
 def grad_cam(model: keras.Model, image, class_index: int | None = None,
-             layer_name: str | None = None) -> tuple[np.ndarray, int, np.ndarray]:
+             layer_name: str | None = None, method: str = "grad-cam++") -> tuple[np.ndarray, int, np.ndarray]:
     """Grad-CAM for one image: (heatmap HxW in 0..1 at the layer's resolution, class, probabilities).
 
     class_index None explains the predicted class. layer_name None uses `last_conv_layer`.
-    The heatmap is ReLU(sum_k mean(d logit_c / d A_k) * A_k), divided by its maximum; it is all
-    zeros when nothing in the layer speaks for the class.
+    The score explained is the class's logit minus the mean logit (what the softmax sees).
+    method "grad-cam": ReLU(sum_k mean(d score / d A_k) * A_k), Selvaraju et al. 2017.
+    method "grad-cam++" (default): each channel's weight sums only the positive gradients, each
+    weighted so that small and large regions of evidence count alike (Chattopadhay et al. 2018);
+    on real photos it covers the whole object more often (docs/BENCHMARKS.md, cats).
+    The map is divided by its maximum; it is all zeros when nothing in the layer speaks for the class.
     """
     layer_name = layer_name or last_conv_layer(model)
     if layer_name not in conv_layers(model):
         raise ValueError(f"'{layer_name}' is not a feature-map layer of '{model.name}'.")
+    if method not in GRAD_CAM_METHODS:
+        raise ValueError(f"Unknown Grad-CAM method '{method}': choose one of {', '.join(GRAD_CAM_METHODS)}.")
     n_classes = int(model.outputs[0].shape[-1])
     if class_index is not None and not 0 <= class_index < n_classes:
         raise ValueError(f"Class index {class_index} is out of range: the model has {n_classes} classes.")
-    fn = compiled(model, ("grad_cam", layer_name), lambda: _make_grad_cam(model, layer_name))
+    fn = compiled(model, ("grad_cam", layer_name, method), lambda: _make_grad_cam(model, layer_name, method))
     x = tf.constant(as_model_input(model, image)[None])
     heat, c, probs = fn(x, tf.constant(-1 if class_index is None else int(class_index), tf.int32))
     heat = heat.numpy()

@@ -64,9 +64,10 @@ def quadrant(index, shape) -> str:
 
 # --- Grad-CAM ---------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("method", explain.GRAD_CAM_METHODS)
 @pytest.mark.parametrize("corner", list(CORNERS))
-def test_grad_cam_peaks_in_the_corner_holding_the_evidence(patch_model, corner):
-    heat, cls, probs = explain.grad_cam(patch_model, patch_at(corner), class_index=1)
+def test_grad_cam_peaks_in_the_corner_holding_the_evidence(patch_model, corner, method):
+    heat, cls, probs = explain.grad_cam(patch_model, patch_at(corner), class_index=1, method=method)
     assert cls == 1 and probs[1] > 0.5
     assert heat.shape == (SIZE // 2, SIZE // 2)  # conv2 comes after one 2x pool
     peak = np.unravel_index(np.argmax(heat), heat.shape)
@@ -90,6 +91,28 @@ def test_grad_cam_at_an_earlier_layer_has_that_layers_resolution(patch_model):
 def test_grad_cam_rejects_a_class_the_model_does_not_have(patch_model):
     with pytest.raises(ValueError, match="out of range"):
         explain.grad_cam(patch_model, patch_at("top-left"), class_index=2)
+
+
+def test_grad_cam_rejects_an_unknown_method(patch_model):
+    with pytest.raises(ValueError, match="grad-cam\\+\\+, grad-cam"):
+        explain.grad_cam(patch_model, patch_at("top-left"), method="guided")
+
+
+@pytest.mark.parametrize("method", explain.GRAD_CAM_METHODS)
+def test_grad_cam_ignores_what_every_class_shares(patch_model, method):
+    """Adding one vector to every class's output weights leaves the softmax, so the model's
+    decisions, unchanged; the heatmap must not change either (for the class with no patch too)."""
+    shifted = keras.models.clone_model(patch_model)
+    kernel, bias = patch_model.get_layer("predictions").get_weights()
+    shared = np.abs(np.random.default_rng(0).normal(0, 5, (kernel.shape[0], 1))).astype(np.float32)
+    shifted.set_weights(patch_model.get_weights())
+    shifted.get_layer("predictions").set_weights([kernel + shared, bias])
+    image = patch_at("bottom-left")
+    for class_index in (0, 1):
+        heat, _, probs = explain.grad_cam(patch_model, image, class_index, method=method)
+        heat2, _, probs2 = explain.grad_cam(shifted, image, class_index, method=method)
+        np.testing.assert_allclose(probs2, probs, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(heat2, heat, atol=1e-3)
 
 
 def test_augmentation_is_inactive_when_explaining():
@@ -223,3 +246,9 @@ def test_overlay_of_grad_cam_on_the_original_image(patch_model):
     out = explain.overlay(image, heat)
     r, c = CORNERS["top-right"]
     assert out[r + 3, c + 3, 0] > out[SIZE - 4, 3, 0]  # redder where the evidence is
+
+
+def test_the_pages_offer_every_grad_cam_method_the_engine_has():
+    from ui import inside
+
+    assert inside.GRAD_CAM_METHODS == explain.GRAD_CAM_METHODS

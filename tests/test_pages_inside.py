@@ -124,6 +124,11 @@ def test_inspect_layer_channels_and_grad_cam_controls(env):
     cam = image_captions(at)[3]
     assert f"evidence for {env['classes'][other]}" in cam
     assert at.selectbox(key=f"inspect_cam_layer_{run_id}").value in cam
+    assert "Grad-CAM++" in cam  # the default method
+    at.selectbox(key="inspect_cam_method").set_value("grad-cam").run()
+    assert_clean(at)
+    cam = image_captions(at)[3]
+    assert "Grad-CAM," in cam and "Grad-CAM++" not in cam
 
 
 def test_inspect_mistakes_only_and_uploads(env):

@@ -24,6 +24,7 @@ RUN = "inside_run"            # the run Inspect and Visualize look at: one choic
 INSPECT_IMAGE = "inspect_image"  # Inspect's image picker keys (Evaluate preselects them)
 INSPECT_SOURCE = "inspect_source"
 INSPECT_MISTAKES = "inspect_mistakes"
+GRAD_CAM_METHODS = ("grad-cam++", "grad-cam")  # core.explain's, named here without importing TensorFlow
 UPLOAD_TYPES = sorted(e.lstrip(".") for e in data.IMAGE_EXTENSIONS)
 
 
@@ -215,11 +216,12 @@ def activations(ref, image: np.ndarray, layer: str) -> np.ndarray:
 
 
 @st.cache_data(show_spinner="Computing Grad-CAM…", max_entries=128)
-def grad_cam(ref, image: np.ndarray, class_index: int | None, layer: str | None):
+def grad_cam(ref, image: np.ndarray, class_index: int | None, layer: str | None,
+             method: str = GRAD_CAM_METHODS[0]):
     """(heatmap 0..1 at the layer's resolution, explained class, probabilities)."""
     from core import explain
 
-    return explain.grad_cam(model(ref), image, class_index, layer)
+    return explain.grad_cam(model(ref), image, class_index, layer, method)
 
 
 def cam_overlay(image: np.ndarray, heat: np.ndarray, opacity: float = 0.4) -> np.ndarray:
