@@ -204,6 +204,11 @@ class Job:
         try:
             self.result = train(self.config, self)
             final = runs.STOPPED if self.stop_requested else runs.FINISHED
+        except Stopped:  # stopped before the first epoch (scan, decode): nothing to keep, not an error
+            final = runs.STOPPED
+            self.log("Stopped before training began: nothing to keep.")
+            if self.run_dir:
+                runs.write_status(self.run_dir, state=runs.STOPPED, finished=time.time())
         except Exception as e:
             final = runs.FAILED
             with self._lock:

@@ -1,0 +1,340 @@
+"""Export a run's model for use outside Transfer Lab: .keras, TensorFlow SavedModel, TFLite.
+
+    python -m core.export RUN_DIR --format keras|savedmodel|tflite [--int8] [--out DIR]
+
+Each export is one folder, DIR/<name>/ (DIR defaults to RUN_DIR/export; name is keras,
+savedmodel, tflite or tflite-int8), holding the model and `export.json`: the class names, the
+input size and resize mode, and what the model expects. Every exported model takes RGB images of
+S x S pixels with values 0..255 and does its own preprocessing inside (Rescaling for the scratch
+net, the backbone's preprocess_input for transfer models), and returns one softmax probability
+per class, in the order of `classes`.
+
+An export is written into a temporary folder beside its target and renamed into place, so a
+failed or interrupted export leaves nothing half-written (an older export of the same name stays
+until the new one is complete). The last stdout line is one JSON object. Exit code 0 on success,
+2 with a one-line error on bad input (no such run, no model, unwritable folder, no training
+images for int8), 1 when the conversion itself failed.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+import zipfile
+from datetime import datetime, timezone
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from core import runs  # noqa: E402
+
+FORMATS = ("keras", "savedmodel", "tflite")
+INFO_FILE = "export.json"
+MODEL_FILES = {"keras": "model.keras", "savedmodel": "saved_model", "tflite": "model.tflite"}
+REPRESENTATIVE_IMAGES = 100  # training images the int8 converter calibrates its ranges on
+
+
+class ExportError(ValueError):
+    """An export that cannot start (bad run, format or folder), with a sentence saying what to do."""
+
+
+class ExportFailed(RuntimeError):
+    """The converter itself failed on this model."""
+
+
+def export_name(fmt: str, int8: bool = False) -> str:
+    return "tflite-int8" if fmt == "tflite" and int8 else fmt
+
+
+def run_config(run_dir: str) -> dict:
+    """The run's config.json; ExportError when run_dir is not a run folder."""
+    config = runs.read_json(os.path.join(run_dir, "config.json"))
+    if not os.path.isdir(run_dir) or not isinstance(config, dict) or not config.get("classes"):
+        raise ExportError(f"Not a run folder: {run_dir} (no config.json with class names). "
+                          "Give the folder of one run, e.g. runs/20260101-120000-scratch-scratch.")
+    return config
+
+
+def export_run(run_dir: str, fmt: str, int8: bool = False, out: str | None = None) -> dict:
+    """Export the run's best model; returns what the CLI prints (paths, size, seconds)."""
+    t0 = time.time()
+    if fmt not in FORMATS:
+        raise ExportError(f"Unknown format '{fmt}': choose one of {', '.join(FORMATS)}.")
+    if int8 and fmt != "tflite":
+        raise ExportError("int8 quantization applies to the tflite format only.")
+    config = run_config(run_dir)
+    out = out or os.path.join(run_dir, "export")
+    target = os.path.join(out, export_name(fmt, int8))
+    if os.path.exists(target) and not os.path.exists(os.path.join(target, INFO_FILE)):
+        raise ExportError(f"{target} exists and is not an earlier export: move it away or choose "
+                          "another output folder.")
+    try:
+        model = runs.load_model(run_dir)
+    except FileNotFoundError as e:
+        raise ExportError(str(e)) from None
+    representative = representative_images(config) if int8 else None
+    created = not os.path.exists(out)
+    tmp = _temp_folder(out)
+    try:
+        path = WRITERS[fmt](model, tmp, representative)
+        info = model_info(config, run_dir, model, fmt, int8)
+        if fmt == "savedmodel":
+            info["signature"] = _saved_model_signature(path)
+        runs.write_json(os.path.join(tmp, INFO_FILE), info)
+        _readable_by_all(tmp)
+        _move_into_place(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if created and not os.listdir(out):
+            os.rmdir(out)
+        raise
+    model_path = os.path.join(target, MODEL_FILES[fmt])
+    return {"run_dir": run_dir, "format": fmt, "int8": bool(int8), "folder": target, "path": model_path,
+            "info": os.path.join(target, INFO_FILE), "bytes": _size(model_path),
+            "seconds": round(time.time() - t0, 2)}
+
+
+# ---------------------------------------------------------------- the three writers
+
+def write_keras(model, folder: str, representative=None) -> str:
+    path = os.path.join(folder, MODEL_FILES["keras"])
+    model.save(path)
+    return path
+
+
+def write_saved_model(model, folder: str, representative=None) -> str:
+    path = os.path.join(folder, MODEL_FILES["savedmodel"])
+    try:
+        model.export(path, format="tf_saved_model", verbose=False)
+    except Exception as e:
+        raise ExportFailed(f"SavedModel export failed: {type(e).__name__}: {e}") from e
+    return path
+
+
+def write_tflite(model, folder: str, representative=None) -> str:
+    """TFLite from a SavedModel of the model; int8 weights and activations when `representative`
+    (uint8 images) is given. Inputs and outputs stay float32 either way: the same 0..255 pixels in,
+    the same probabilities out."""
+    import numpy as np
+    import tensorflow as tf
+
+    from core.train import _native_stderr_silenced
+
+    staging = write_saved_model(model, folder)
+    try:
+        converter = tf.lite.TFLiteConverter.from_saved_model(staging)
+        if representative is not None:
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.representative_dataset = lambda: ([img[None].astype(np.float32)] for img in representative)
+            # Every op in int8, or a clear failure: no silent fallback to float kernels.
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        with _native_stderr_silenced():  # the converter's C++ side logs to fd 2
+            flat = converter.convert()
+    except Exception as e:
+        kind = "int8 " if representative is not None else ""
+        raise ExportFailed(f"TFLite {kind}conversion failed: {type(e).__name__}: {e}") from e
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    path = os.path.join(folder, MODEL_FILES["tflite"])
+    with open(path, "wb") as f:
+        f.write(flat)
+    return path
+
+
+WRITERS = {"keras": write_keras, "savedmodel": write_saved_model, "tflite": write_tflite}
+
+
+# ---------------------------------------------------------------- what travels with the model
+
+def preprocessing_of(model) -> str:
+    """What the model's own 'preprocess' layer does to the 0..255 pixels it is given."""
+    try:
+        layer = model.get_layer("preprocess")
+    except ValueError:
+        return "none inside the model"
+    if hasattr(layer, "backbone"):
+        return f"keras.applications {layer.backbone} preprocess_input, inside the model"
+    scale, offset = getattr(layer, "scale", None), getattr(layer, "offset", 0.0)
+    if scale is not None:
+        return f"x * {scale:g} + {offset:g} (Rescaling), inside the model"
+    return f"{type(layer).__name__}, inside the model"
+
+
+def model_info(config: dict, run_dir: str, model, fmt: str, int8: bool) -> dict:
+    """The export.json beside the model: everything needed to feed it and read its output."""
+    import keras
+    import tensorflow as tf
+
+    size = int(config["image_size"])
+    resize = config.get("resize", "crop")
+    status = runs.read_json(os.path.join(run_dir, "status.json"), {}) or {}
+    metrics = runs.read_json(os.path.join(run_dir, "metrics.json"), {}) or {}
+    custom = [l.name for l in model.layers if type(l).__module__.startswith("core.")]
+    return {
+        "format": fmt,
+        "file": MODEL_FILES[fmt],
+        "quantization": "int8 weights and activations (float32 input and output)" if int8 else "none (float32)",
+        "classes": list(config["classes"]),
+        "input": {
+            "shape": [None, size, size, 3], "dtype": "float32", "layout": "NHWC", "color": "RGB",
+            "value_range": [0, 255],
+            "resize": resize,
+            "how": ("central square crop (aspect ratio kept), then bilinear resize to "
+                    f"{size}x{size}" if resize == "crop" else f"whole image bilinear-resized to {size}x{size}"),
+        },
+        "preprocessing": preprocessing_of(model),
+        "note": ("Give the model raw pixel values 0..255 (uint8 cast to float32): it normalizes them "
+                 "itself. Do not scale or normalize the images beforehand."),
+        "output": "softmax probabilities, shape [N, %d], in the order of classes" % len(config["classes"]),
+        "loading": _loading_hint(fmt, custom),
+        "run": {"id": os.path.basename(os.path.normpath(run_dir)), "strategy": config.get("strategy"),
+                "base": config.get("base"), "best_val_accuracy": status.get("best_val_accuracy"),
+                "test_accuracy": metrics.get("accuracy"), "evaluated_on": metrics.get("evaluated_on")},
+        "exported": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
+    }
+
+
+def _loading_hint(fmt: str, custom_layers: list[str]) -> str:
+    if fmt == "keras":
+        hint = "keras.models.load_model('model.keras')"
+        if custom_layers:
+            hint += (f"; its layer(s) {', '.join(custom_layers)} are Transfer Lab's Preprocess: "
+                     "`import core.models` first (or use the SavedModel / TFLite export, which need nothing)")
+        return hint
+    if fmt == "savedmodel":
+        return "tf.saved_model.load('saved_model').signatures['serving_default'](image=batch)"
+    return "tf.lite.Interpreter(model_path='model.tflite') (or ai_edge_litert.interpreter.Interpreter)"
+
+
+def _saved_model_signature(path: str) -> dict:
+    """The serving signature's input and output names, read back from the exported SavedModel."""
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(path)
+    fn = loaded.signatures["serving_default"]
+    return {"name": "serving_default", "inputs": sorted(fn.structured_input_signature[1]),
+            "outputs": sorted(fn.structured_outputs)}
+
+
+def representative_images(config: dict, n: int = REPRESENTATIVE_IMAGES):
+    """Up to n of the run's training images (seeded pick), decoded as training decoded them."""
+    import numpy as np
+
+    from core import data
+
+    root = (config.get("dataset") or {}).get("root") or config.get("data")
+    try:
+        ds = data.scan(root, config.get("val_fraction", 0.15), config.get("test_fraction", 0.15),
+                       config.get("seed", 0))
+    except data.DatasetError as e:
+        raise ExportError(f"int8 calibrates on some of the run's training images, which cannot be read: {e}") from None
+    items = list(ds.splits["train"])
+    random.Random(0).shuffle(items)
+    images = []
+    for path, _ in items:
+        try:
+            images.append(data.load_image(path, int(config["image_size"]), config.get("resize", "crop")))
+        except (ValueError, OSError):
+            continue
+        if len(images) >= n:
+            break
+    if not images:
+        raise ExportError(f"int8 calibrates on the run's training images, and none in {root} can be read.")
+    return np.stack(images)
+
+
+# ---------------------------------------------------------------- files
+
+def _temp_folder(out: str) -> str:
+    try:
+        os.makedirs(out, exist_ok=True)
+        return tempfile.mkdtemp(prefix=".tmp-export-", dir=out)
+    except OSError as e:
+        raise ExportError(f"Cannot write to {out} ({e.strerror or e}): choose another output folder.") from None
+
+
+def _readable_by_all(folder: str) -> None:
+    """mkdtemp and write_json create owner-only files; an export is meant to be shared."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for d, _, files in os.walk(folder):
+        os.chmod(d, 0o777 & ~umask)
+        for f in files:
+            os.chmod(os.path.join(d, f), 0o666 & ~umask)
+
+
+def _move_into_place(tmp: str, target: str) -> None:
+    """Rename tmp to target; an older export there is replaced only once the new one is complete."""
+    old = None
+    if os.path.exists(target):
+        old = tmp + "-old"
+        os.replace(target, old)
+    try:
+        os.replace(tmp, target)
+    except BaseException:
+        if old:
+            os.replace(old, target)
+        raise
+    if old:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _size(path: str) -> int:
+    if os.path.isfile(path):
+        return os.path.getsize(path)
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)
+
+
+def zip_folder(folder: str) -> bytes:
+    """The export folder as a zip (what the dashboard offers for a SavedModel)."""
+    buf = io.BytesIO()
+    name = os.path.basename(os.path.normpath(folder))
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for d, _, files in os.walk(folder):
+            for f in sorted(files):
+                full = os.path.join(d, f)
+                z.write(full, os.path.join(name, os.path.relpath(full, folder)))
+    return buf.getvalue()
+
+
+# ---------------------------------------------------------------- the command line
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m core.export", description="Export a trained run's model.")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="the run folder, e.g. runs/20260101-120000-scratch-scratch")
+    p.add_argument("--format", required=True, choices=FORMATS)
+    p.add_argument("--int8", action="store_true",
+                   help="tflite only: int8 weights and activations, calibrated on the run's training images")
+    p.add_argument("--out", help="folder that receives the export folder (default RUN_DIR/export)")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from core.train import _native_stderr_silenced
+    from core.training import configure_tensorflow
+
+    with _native_stderr_silenced():  # TensorFlow's start-up and device probing chatter
+        configure_tensorflow()
+    try:
+        result = export_run(args.run_dir, args.format, args.int8, args.out)
+    except ExportError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except ExportFailed as e:
+        print(f"error: {e}", file=sys.stderr)
+        print(json.dumps({"run_dir": args.run_dir, "format": args.format, "int8": args.int8, "error": str(e)}))
+        return 1
+    print(f"Exported {result['path']} ({result['bytes'] / 1e6:.2f} MB) and {result['info']}")
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

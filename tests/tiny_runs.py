@@ -1,0 +1,42 @@
+"""A tiny trained run folder (no training job needed), shared by the export and predict tests.
+
+The tiny convnet of tiny_models.py is fitted in-process for a few seconds on generated circles
+and squares until its predictions are confident, then saved as runs/<id>/ with the config.json
+a real run has (classes, image size, resize mode, the dataset and its split settings).
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+SIZE = 32
+
+
+def make_tiny_run(base: str, epochs: int = 15) -> dict:
+    """{run_dir, data, classes, images (uint8 test images), paths}: a finished run of the tiny convnet."""
+    import keras
+
+    from core import data, runs
+    from core.sample import make_shapes
+    from tiny_models import tiny_convnet
+
+    classes = ("circle", "square")
+    root = os.path.join(base, "shapes")
+    for split, n, seed in (("train", 24, 0), ("validation", 6, 1), ("test", 8, 2)):
+        make_shapes(os.path.join(root, split), per_class=n, size=SIZE, seed=seed, classes=classes)
+    ds = data.scan(root)
+    x, y, _ = data.load_arrays(ds.splits["train"], SIZE)
+    xt, yt, paths = data.load_arrays(ds.splits["test"], SIZE)
+    keras.utils.set_random_seed(0)
+    model = tiny_convnet(SIZE)
+    model.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x.astype(np.float32), y, epochs=epochs, batch_size=16, verbose=0)
+    run_dir = runs.create_run(os.path.join(base, "runs"), {
+        "data": root, "strategy": "scratch", "base": "scratch", "image_size": SIZE, "resize": "crop",
+        "seed": 0, "val_fraction": 0.15, "test_fraction": 0.15, "classes": list(ds.classes),
+        "dataset": {"root": ds.root, "layout": ds.layout, "counts": ds.counts()}})
+    runs.save_model(run_dir, model)
+    runs.write_status(run_dir, state=runs.FINISHED, best_val_accuracy=1.0)
+    return {"run_dir": run_dir, "data": root, "classes": list(ds.classes), "images": xt, "labels": yt,
+            "paths": paths, "model": model}
