@@ -31,6 +31,19 @@ class AugmentConfig:
                    horizontal_flip=True)
 
     @classmethod
+    def light(cls) -> "AugmentConfig":
+        """The Keras blog's settings (Chollet 2016, "Building powerful image classification models
+        using very little data"): shear, zoom and flips only, no rotation or shift."""
+        return cls(shear=0.2, zoom=0.2, horizontal_flip=True)
+
+    @classmethod
+    def preset(cls, name: str) -> "AugmentConfig":
+        presets = {"classic": cls.classic, "light": cls.light}
+        if name not in presets:
+            raise ValueError(f"Unknown augmentation preset '{name}': choose one of {', '.join(presets)}.")
+        return presets[name]()
+
+    @classmethod
     def from_dict(cls, d: dict | None) -> "AugmentConfig":
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in (d or {}).items() if k in known})

@@ -41,3 +41,12 @@ def test_config_round_trips_through_a_dict_and_ignores_unknown_keys():
     c = AugmentConfig(rotation=12, hue=0.05)
     assert AugmentConfig.from_dict({**c.to_dict(), "unknown": 1}) == c
     assert AugmentConfig.from_dict(None) == AugmentConfig()
+
+
+def test_presets_by_name_and_a_clear_error_for_an_unknown_one():
+    import pytest
+
+    assert AugmentConfig.preset("classic") == AugmentConfig.classic()
+    assert AugmentConfig.preset("light") == AugmentConfig(shear=0.2, zoom=0.2, horizontal_flip=True)
+    with pytest.raises(ValueError, match="classic, light"):
+        AugmentConfig.preset("heavy")
