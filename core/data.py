@@ -99,6 +99,8 @@ def _open_checked(path_or_file) -> Image.Image:
         raise ValueError("not an image (the file's content is not a known image format)") from None
     except Image.DecompressionBombError:
         raise ValueError(f"too many pixels (over {MAX_PIXELS / 1e6:.0f} megapixels)") from None
+    except (FileNotFoundError, PermissionError, IsADirectoryError):
+        raise  # the file, not its content: the callers say "cannot be read"
     except OSError as e:  # the header itself is cut short or damaged
         raise ValueError(f"truncated or corrupt image data ({e})") from None
     w, h = img.size
@@ -339,7 +341,8 @@ def load_arrays(items: list[tuple[str, int]], size: int, skipped: list[Skipped] 
             images[i] = load_image(items[i][0], size, resize)
             ok[i] = True
         except Exception as e:  # recorded below, never raised into training
-            return Skipped(items[i][0], str(e) if isinstance(e, ValueError) else f"cannot be read ({e})")
+            reason = str(e) if isinstance(e, ValueError) else f"cannot be read ({getattr(e, 'strerror', None) or e})"
+            return Skipped(items[i][0], reason)
         return None
 
     failures = []

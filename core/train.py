@@ -89,7 +89,9 @@ def main(argv=None) -> int:
         print(json.dumps({"run_dir": job.run_dir, "strategy": config.strategy, "base": config.base,
                           "error": job.error}))
         return 2 if job.input_error else 1
-    print(json.dumps(result))
+    # Stopped (Ctrl-C) before the first epoch: no result, still one JSON object as the last line.
+    print(json.dumps(result or {"run_dir": job.run_dir, "strategy": config.strategy, "base": config.base,
+                                "epochs_run": 0, "stopped": True}))
     return 0
 
 
