@@ -58,7 +58,12 @@ def main() -> None:
     print(f"MobileNetV2 at {args.size} px, 2 classes, built in {time.perf_counter() - start:.1f} s; "
           f"Grad-CAM layer {explain.last_conv_layer(model)}, activations of {MID_LAYER}")
     image = np.random.default_rng(0).integers(0, 256, (args.size, args.size, 3)).astype(np.uint8)
-    n = args.runs
+    print_rows(explain_rows(model, image, args.runs), args.runs)
+
+
+def explain_rows(model, image, n: int, layer: str = MID_LAYER) -> list[tuple[str, tuple[float, float], float | None]]:
+    """[(operation, (first call s, median s), goal s or None)] for the explain functions
+    (bench/latency.py calls this too)."""
 
     def ideal_steps(tick):
         visualize.ideal_class_image(model, 0, steps=n + 1, callback_every=1,
@@ -68,15 +73,18 @@ def main() -> None:
         def should_stop():  # asked after every step
             tick()
             return False
-        visualize.filter_pattern(model, MID_LAYER, 0, steps=n + 1, should_stop=should_stop)
+        visualize.filter_pattern(model, layer, 0, steps=n + 1, should_stop=should_stop)
 
-    rows = [
+    return [
         ("Grad-CAM", call_latency(lambda: explain.grad_cam(model, image), n), 1.0),
-        ("activations", call_latency(lambda: explain.activations(model, image, MID_LAYER), n), 1.0),
+        ("activations", call_latency(lambda: explain.activations(model, image, layer), n), 1.0),
         ("ideal-class step", step_latency(ideal_steps, n), 0.2),
         ("filter-pattern step", step_latency(filter_steps, n), None),
         ("FGSM, 1 image", call_latency(lambda: visualize.fgsm(model, image[None], [0], 2 / 255), n), None),
     ]
+
+
+def print_rows(rows, n: int) -> None:
     print(f"\n{'operation':<22}{'first call s':>14}{'median s':>11}{'goal s':>9}  ok")
     for name, (first, median), goal in rows:
         ok = "" if goal is None else ("yes" if median <= goal else "NO")

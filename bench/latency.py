@@ -1,0 +1,88 @@
+"""Interactive latency: what a dashboard user waits for, first call and median of the next --runs.
+
+  augmentation preview  core.augment.preview: 9 variants of one image with the classic settings
+                        (rotation 40, shifts 0.2, shear 0.2, zoom 0.2, flips) -- goal 0.3 s
+  Grad-CAM, activations, one ideal-class step (and the filter-pattern step and FGSM, no goal)
+                        bench/latency_explain.py's measurements, on the run's model
+                        -- goals 1 s, 1 s, 0.2 s
+  model load            core.runs.load_model(run_dir) of a feature-extraction run (safe mode) -- no goal
+
+The model is a feature-extraction run's model.keras (--run); without --run, the graph such a run
+saves (MobileNetV2 at 160 px + head, untrained head) is saved to a temporary run folder first.
+The image is a real photo (--image, or the first test image of --data) or random pixels.
+
+    KERAS_HOME=../shared/weights .venv/bin/python bench/latency.py [--run RUN_DIR] \
+        [--data ../shared/datasets/cats_and_dogs_small] [--runs 5]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402  (sets sys.path and KERAS_HOME)
+import latency_explain  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--run", help="a feature-extraction run folder (with model.keras)")
+    p.add_argument("--data", help="a dataset: its first test (or train) image is the input")
+    p.add_argument("--image", help="an image file to use as the input")
+    p.add_argument("--runs", type=int, default=5)
+    a = p.parse_args()
+    info = common.header("interactive latency")
+
+    from core import data, explain, runs
+    from core.augment import AugmentConfig, preview
+    from core.models import build_transfer
+
+    tmp = None
+    run_dir = a.run
+    if not run_dir:
+        tmp = tempfile.mkdtemp(prefix="tl-latency-")
+        run_dir = tmp
+        runs.save_model(run_dir, build_transfer("mobilenet_v2", 160, 2))
+    try:
+        n = a.runs
+        load = latency_explain.call_latency(lambda: runs.load_model(run_dir), n)
+        model = runs.load_model(run_dir)
+        size = int(model.inputs[0].shape[1])
+        path = a.image
+        if not path and a.data:
+            ds = data.scan(a.data)
+            path = (ds.splits.get("test") or ds.splits["train"])[0][0]
+        image = (data.load_image(path, size) if path else
+                 np.random.default_rng(0).integers(0, 256, (size, size, 3)).astype(np.uint8))
+        layer = latency_explain.MID_LAYER if latency_explain.MID_LAYER in [l.name for l in model.layers] \
+            else explain.conv_layers(model)[len(explain.conv_layers(model)) // 2]
+        print(f"model {model.name} from {run_dir} ({size} px); image {path or 'random pixels'}; "
+              f"activations of {layer}; Grad-CAM on {explain.last_conv_layer(model)}", flush=True)
+        loads = [common.load1()]
+        rows = [("augmentation preview (9 variants)",
+                 latency_explain.call_latency(lambda: preview(image, AugmentConfig.classic(), n=9), n), 0.3)]
+        loads.append(common.load1())
+        rows += latency_explain.explain_rows(model, image, n, layer)
+        loads.append(common.load1())
+        rows.append(("model load (runs.load_model)", load, None))
+    finally:
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    table = [[name, first, med, "" if goal is None else goal,
+              "" if goal is None else ("yes" if med <= goal else "NO")] for name, (first, med), goal in rows]
+    print(f"\nmedian of {n} calls after the first; 'first call' includes building and tracing; "
+          f"load average during: {', '.join(map(str, loads))}\n")
+    print(common.table(["operation", "first call (s)", "median (s)", "goal (s)", "met"], table))
+    common.finish(info, run=a.run, image=path, runs=n, loads=loads,
+                  results={name: {"first": first, "median": med, "goal": goal} for name, (first, med), goal in rows},
+                  goals_met=all(goal is None or med <= goal for _, (_, med), goal in rows))
+
+
+if __name__ == "__main__":
+    main()
