@@ -34,6 +34,36 @@ DEFAULT_UNFREEZE = {"mobilenet_v2": 54, "mobilenet": 12, "mobilenet_025": 12, "v
 CUT_CACHE_BYTES = 4 * 1024 ** 3
 KEEP_FINISHED_JOBS = 3  # finished jobs a server keeps in memory (the rest live on disk)  # above this, fine-tuning streams images through the whole model
 
+# ---------------------------------------------------------------- CPU threads (issue 6)
+THREADS_ENV = "TRANSFERLAB_TF_THREADS"
+
+
+def tf_threads() -> int | None:
+    """TRANSFERLAB_TF_THREADS: threads of TensorFlow's intra- and inter-op pools and of tf.data
+    ("auto": all cores but one, at least 1); None (unset or empty): TensorFlow's own default."""
+    value = os.environ.get(THREADS_ENV, "").strip().lower()
+    if not value:
+        return None
+    if value == "auto":
+        return max(1, (os.cpu_count() or 2) - 1)
+    try:
+        return max(1, int(value))
+    except ValueError:
+        raise ValueError(f"{THREADS_ENV} must be a number of threads or 'auto', not '{value}'.") from None
+
+
+def limit_threads() -> int | None:
+    """Apply tf_threads() through the variables TensorFlow reads when it creates its runtime (its first
+    op), so that a web server training in a thread keeps a core for its pages. Called at import:
+    app.py imports this module before anything runs a TensorFlow op."""
+    n = tf_threads()
+    if n is not None:
+        os.environ["TF_NUM_INTRAOP_THREADS"] = os.environ["TF_NUM_INTEROP_THREADS"] = str(n)
+    return n
+
+
+limit_threads()
+
 
 class JobBusy(RuntimeError):
     """A second training job while one is running."""
