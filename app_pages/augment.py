@@ -84,11 +84,15 @@ def augment_sliders() -> AugmentConfig:
     current = state.augment_config().to_dict()
     for name, value in current.items():  # seed the widgets from the one stored config
         st.session_state.setdefault(f"aug_{name}", widget_value(name, value))
-    presets = st.columns(2)
+    presets = st.columns(3)
     presets[0].button("Classic", on_click=apply_preset, args=(AugmentConfig.classic(),),
                       help="Deep Learning with Python §5.2: rotation 40°, shifts 0.2, shear 0.2, zoom 0.2, "
                            "horizontal flip.", width="stretch", key="aug_classic")
-    presets[1].button("None", on_click=apply_preset, args=(AugmentConfig(),), width="stretch",
+    presets[1].button("Light", on_click=apply_preset, args=(AugmentConfig.light(),),
+                      help="The Keras blog's: shear 0.2, zoom 0.2, horizontal flip. A small convnet trained "
+                           "from scratch learns faster with it (docs/BENCHMARKS.md).", width="stretch",
+                      key="aug_light")
+    presets[2].button("None", on_click=apply_preset, args=(AugmentConfig(),), width="stretch",
                       key="aug_none", help="Every slider to zero: the images as they are.")
     values = {}
     for name, (low, high, step, fmt) in RANGES.items():

@@ -203,6 +203,9 @@ def test_sliders_make_the_one_augment_config_and_the_grid(env):
     assert at.session_state["augment_config"] == {k: (False if isinstance(v, bool) else 0.0)
                                                   for k, v in config.items()}
     assert at.slider(key="aug_rotation").value == 0
+    at.button(key="aug_light").click().run()
+    assert at.session_state["augment_config"]["shear"] == 0.2 and at.slider(key="aug_zoom").value == 0.2
+    assert at.slider(key="aug_rotation").value == 0 and at.checkbox(key="aug_horizontal_flip").value
 
 
 def test_upload_an_image_or_see_why_it_cannot_be_used(env):
