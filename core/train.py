@@ -39,6 +39,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--val-fraction", type=float, default=0.15, help="flat folders only")
     p.add_argument("--test-fraction", type=float, default=0.15, help="flat folders only")
     p.add_argument("--runs-dir", default=None)
+    p.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction, default=None,
+                   help="mixed_float16 (default: on only with GPUs of compute capability 7.0 or later)")
+    p.add_argument("--xla", action=argparse.BooleanOptionalAction, default=None,
+                   help="XLA jit_compile (default: Keras' auto, which is off on a CPU and with several GPUs)")
     return p.parse_args(argv)
 
 
@@ -70,7 +74,8 @@ def main(argv=None) -> int:
         unfreeze=args.unfreeze, augment=args.augment, views=args.views, optimizer=args.optimizer,
         learning_rate=args.learning_rate, fine_tune_learning_rate=args.fine_tune_learning_rate,
         dropout=args.dropout, seed=args.seed, val_fraction=args.val_fraction,
-        test_fraction=args.test_fraction, **({"runs_dir": args.runs_dir} if args.runs_dir else {}))
+        test_fraction=args.test_fraction, mixed_precision=args.mixed_precision, xla=args.xla,
+        **({"runs_dir": args.runs_dir} if args.runs_dir else {}))
     try:
         config = config.resolved()
         data.scan(config.data, config.val_fraction, config.test_fraction, config.seed)

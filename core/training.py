@@ -12,12 +12,13 @@ progress and ETA; the UI polls `Job.snapshot()`. Nothing here calls Streamlit.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
 import traceback
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -96,6 +97,10 @@ class TrainConfig:
     test_fraction: float = 0.15
     runs_dir: str = field(default_factory=runs.default_runs_dir)
     weights: str | None = "imagenet"
+    # Devices (see "devices" below): None = automatic.
+    mixed_precision: bool | None = None  # mixed_float16; auto: on with GPUs of compute capability >= 7.0
+    xla: bool | None = None  # jit_compile; auto: Keras' own rule (off on a CPU and under tf.distribute)
+    devices: list[str] | None = None  # e.g. ["/gpu:0", "/gpu:1"]; None = every visible GPU, else the CPU
 
     def resolved(self) -> "TrainConfig":
         """A copy with every default filled in, checked; raises ValueError on bad values."""
@@ -266,10 +271,21 @@ def readable_error(e: BaseException) -> str:
 
     if is_input_error(e):
         return str(e)
-    if isinstance(e, (tf.errors.ResourceExhaustedError, MemoryError)):
-        return ("Out of memory: try a smaller batch size or image size "
+    if is_out_of_memory(e):
+        where = "GPU memory" if tf.config.list_physical_devices("GPU") and not isinstance(e, MemoryError) else "memory"
+        return (f"Out of {where}: try a smaller batch size or image size "
                 f"({type(e).__name__}).")
     return f"{type(e).__name__}: {e}"
+
+
+def is_out_of_memory(e: BaseException) -> bool:
+    """TensorFlow's allocation failures: ResourceExhaustedError, or an OOM inside another error."""
+    import tensorflow as tf
+
+    if isinstance(e, (tf.errors.ResourceExhaustedError, MemoryError)):
+        return True
+    text = str(e)
+    return "OOM when allocating" in text or "RESOURCE_EXHAUSTED" in text or "out of memory" in text.lower()
 
 
 class JobRegistry:
@@ -333,9 +349,127 @@ def configure_tensorflow() -> str:
                 tf.config.experimental.set_memory_growth(gpu, True)
             except RuntimeError:
                 pass  # already initialised
-    if gpus:
-        return f"GPU ({len(gpus)}x {gpus[0].name})"
-    return f"CPU ({os.cpu_count()} cores)"
+    return describe_devices(gpu_details() if gpus else [])
+
+
+# ---------------------------------------------------------------- devices: GPUs, mixed precision, XLA
+#
+# One GPU: the default strategy (Keras places everything on it). Several GPUs: MirroredStrategy,
+# one replica per GPU, the batch size scaled by the number of replicas. Mixed precision
+# (mixed_float16, the output layer kept in float32) on by default only where tensor cores pay
+# for it; XLA left to Keras' "auto" (off on a CPU, where it measured slower, and under
+# tf.distribute). See docs/SCALING.md.
+
+def gpu_details() -> list[dict]:
+    """Visible GPUs: TensorFlow's device name, the card's name and its compute capability."""
+    import tensorflow as tf
+
+    out = []
+    for gpu in tf.config.list_physical_devices("GPU"):
+        try:
+            details = tf.config.experimental.get_device_details(gpu)
+        except Exception:  # noqa: BLE001  details are informative only
+            details = {}
+        out.append({"device": gpu.name, "name": details.get("device_name") or gpu.name,
+                    "compute_capability": details.get("compute_capability")})
+    return out
+
+
+def describe_devices(gpus: list[dict]) -> str:
+    """'CPU (2 cores)', 'GPU (NVIDIA H100, compute 9.0)', '2 GPUs (2x NVIDIA A100, compute 8.0; MirroredStrategy)'."""
+    if not gpus:
+        return f"CPU ({os.cpu_count()} cores)"
+    names = sorted({g["name"] for g in gpus})
+    cc = sorted({".".join(map(str, g["compute_capability"])) for g in gpus if g["compute_capability"]})
+    what = ", ".join(names) + (f", compute {'/'.join(cc)}" if cc else "")
+    if len(gpus) == 1:
+        return f"GPU ({what})"
+    return f"{len(gpus)} GPUs ({len(gpus)}x {what}; MirroredStrategy)"
+
+
+def mixed_precision_helps(gpus: list[dict] | None = None) -> bool:
+    """True when every visible GPU has tensor cores (compute capability 7.0 or later); never on a CPU."""
+    gpus = gpu_details() if gpus is None else gpus
+    return bool(gpus) and all(tuple(g["compute_capability"] or (0, 0)) >= (7, 0) for g in gpus)
+
+
+def pick_strategy(devices: list[str] | None = None):
+    """The tf.distribute strategy to train under.
+
+    devices None: MirroredStrategy over every visible GPU when there are several, else the
+    default strategy (one GPU, or the CPU). devices given (["/gpu:0", "/gpu:1"], or logical CPU
+    devices in the tests): MirroredStrategy over them, OneDeviceStrategy for just one.
+    Raises ValueError for a device this machine does not have.
+    """
+    import tensorflow as tf
+
+    if devices is None:
+        names = [d.name for d in tf.config.list_logical_devices("GPU")]
+        if len(names) < 2:
+            return tf.distribute.get_strategy()
+    else:
+        names = [_known_device(d) for d in devices]
+        if not names:
+            raise ValueError("No device given: name at least one, e.g. /gpu:0.")
+    if len(names) == 1:
+        return tf.distribute.OneDeviceStrategy(names[0])
+    return tf.distribute.MirroredStrategy(names)
+
+
+def _known_device(name: str) -> str:
+    import tensorflow as tf
+
+    known = {d.name: d for d in tf.config.list_logical_devices()}
+    try:
+        spec = tf.DeviceSpec.from_string(name)
+    except ValueError:
+        spec = None
+    for full, d in known.items():
+        if spec and spec.device_type and d.device_type == spec.device_type.upper() \
+                and int(full.rsplit(":", 1)[-1]) == (spec.device_index or 0):
+            return full
+    raise ValueError(f"Unknown device '{name}': this machine has {', '.join(known)}.")
+
+
+def global_batch(batch: int, replicas: int, smallest_split: int) -> int:
+    """The batch of all replicas together: the batch per replica times the replicas.
+
+    Keras (3.15) averages the first batch of each dataset across replicas to build its metrics,
+    which fails unless that batch splits evenly. So with several replicas, a split smaller than
+    the global batch lowers it to the largest multiple of the replicas that the split fills.
+    """
+    total = batch * replicas
+    if replicas == 1 or smallest_split >= total:
+        return total
+    if smallest_split < replicas:
+        raise ValueError(f"Training on {replicas} replicas needs at least {replicas} training and "
+                         f"{replicas} validation images (the smallest split has {smallest_split}).")
+    return smallest_split - smallest_split % replicas
+
+
+@contextlib.contextmanager
+def precision_policy(mixed: bool):
+    """Keras' dtype policy for models built inside (thread-local: other threads keep theirs)."""
+    import keras
+
+    before = keras.mixed_precision.global_policy()
+    if mixed:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(before)
+
+
+def _compile(model, c: "TrainConfig", learning_rate: float) -> None:
+    """compile with our loss and metrics, XLA as configured, and under mixed precision the
+    softmax output in float32 (float16 probabilities would round the loss of confident predictions)."""
+    import keras
+
+    if keras.mixed_precision.global_policy().name == "mixed_float16":
+        model.get_layer("predictions").dtype_policy = "float32"
+    model.compile(_optimizer(c.optimizer, learning_rate), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"], jit_compile="auto" if c.xla is None else bool(c.xla))
 
 
 # ---------------------------------------------------------------- callbacks
@@ -568,6 +702,9 @@ def train(config: TrainConfig, job: Job) -> dict:
     c = config.resolved()
     job.config = c
     device = configure_tensorflow()
+    strategy = pick_strategy(c.devices)  # an unknown device fails here, before any run folder
+    replicas = int(strategy.num_replicas_in_sync)
+    mixed = mixed_precision_helps() if c.mixed_precision is None else bool(c.mixed_precision)
     keras.utils.set_random_seed(c.seed)
     job.set_phase("scan")
     ds = data_mod.scan(c.data, c.val_fraction, c.test_fraction, c.seed)
@@ -576,11 +713,20 @@ def train(config: TrainConfig, job: Job) -> dict:
         job.log(f"Note: {w}")
     if not ds.splits["validation"]:
         raise data_mod.DatasetError("No validation images: add a validation folder or more images per class.")
+    smallest = min(len(ds.splits["train"]), len(ds.splits["validation"]))
+    acceleration = {"replicas": replicas, "strategy": type(strategy).__name__,
+                    "global_batch_size": global_batch(c.batch_size, replicas, smallest),
+                    "mixed_precision": mixed, "xla": "auto" if c.xla is None else bool(c.xla)}
 
     job.run_dir = runs.create_run(c.runs_dir, {**asdict(c), "classes": ds.classes, "device": device,
+                                                "acceleration": acceleration,
                                                 "dataset": {"root": ds.root, "layout": ds.layout,
                                                             "counts": ds.counts()}})
     job.log(f"Run folder: {job.run_dir} (training on {device})")
+    if replicas > 1:
+        job.log(f"{replicas} replicas ({acceleration['strategy']}): batch {c.batch_size} per replica, "
+                f"{acceleration['global_batch_size']} in all.")
+    job.log(f"Mixed precision {'on' if mixed else 'off'}; XLA {acceleration['xla']}.")
 
     job.set_phase("decode")
     sets = {}
@@ -597,11 +743,14 @@ def train(config: TrainConfig, job: Job) -> dict:
 
     augment = AugmentConfig.from_dict(c.augment_config) if c.augment else None
     n_classes = len(ds.classes)
+    smallest = min(len(sets["train"][1]), len(sets["validation"][1]))  # after decoding
+    scaled = replace(c, batch_size=global_batch(c.batch_size, replicas, smallest))  # split across replicas
     try:
-        if c.strategy == "scratch":
-            model, epochs_run = _train_scratch(job, c, sets, augment, n_classes)
-        else:
-            model, epochs_run = _train_transfer(job, c, sets, augment, n_classes)
+        with strategy.scope(), precision_policy(mixed):  # models are built and compiled inside
+            if c.strategy == "scratch":
+                model, epochs_run = _train_scratch(job, scaled, sets, augment, n_classes)
+            else:
+                model, epochs_run = _train_transfer(job, scaled, sets, augment, n_classes)
     except Stopped:
         model, epochs_run = None, 0
         job.log("Stopped before training began: nothing to keep.")
@@ -609,7 +758,7 @@ def train(config: TrainConfig, job: Job) -> dict:
     result = {"run_dir": job.run_dir, "strategy": c.strategy, "base": c.base, "image_size": c.image_size,
               "epochs_run": epochs_run, "seconds": None, "val_accuracy": None, "test_accuracy": None,
               "test_loss": None, "evaluated_on": "test" if "test" in sets else "validation",
-              "skipped": len(ds.skipped), "device": device}
+              "skipped": len(ds.skipped), "device": device, "replicas": replicas, "mixed_precision": mixed}
     status = read_best(job.run_dir)
     result["val_accuracy"] = status.get("best_val_accuracy")
     if model is not None and os.path.exists(os.path.join(job.run_dir, "model.keras")):
@@ -639,7 +788,7 @@ def _train_scratch(job, c: TrainConfig, sets, augment, n_classes):
     from core.augment import build_augmentation
 
     model = models.build_scratch(c.image_size, n_classes, c.dropout)
-    model.compile(_optimizer(c.optimizer, c.learning_rate), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    _compile(model, c, c.learning_rate)
     x, y, _ = sets["train"]
     xv, yv, _ = sets["validation"]
     train_ds = data_mod.make_tf_dataset(x, y, c.batch_size, shuffle=True, seed=c.seed,
@@ -691,7 +840,7 @@ def _train_transfer(job, c: TrainConfig, sets, augment, n_classes):
     else:
         train_f, val_f = train_cut[0], val_cut[0]
     head = models.build_head(train_f.shape[-1], n_classes, c.dropout)
-    head.compile(_optimizer(c.optimizer, c.learning_rate), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    _compile(head, c, c.learning_rate)
     full_head = model.get_layer("predictions")
 
     def head_into_model(weights):
@@ -713,8 +862,7 @@ def _train_transfer(job, c: TrainConfig, sets, augment, n_classes):
         return model, head_epochs
 
     # Phase 2: top layers + head, jointly, at a low learning rate, on the cached cut tensors.
-    suffix.compile(_optimizer(c.optimizer, c.fine_tune_learning_rate), loss="sparse_categorical_crossentropy",
-                   metrics=["accuracy"])
+    _compile(suffix, c, c.fine_tune_learning_rate)
     job.log(f"Fine-tuning the top {c.unfreeze} layers ({models.trainable_params(model):,} trainable "
             f"parameters) at learning rate {c.fine_tune_learning_rate:g}.")
     checkpoint2 = Checkpointer(job.run_dir, model, min_interval=0)
