@@ -24,6 +24,7 @@ PAGES = [
     st.Page("app_pages/augment.py", title="Augment", icon=":material/auto_awesome:"),
     st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
     st.Page("app_pages/evaluate.py", title="Evaluate", icon=":material/analytics:"),
+    st.Page("app_pages/predict.py", title="Predict", icon=":material/batch_prediction:"),
     st.Page("app_pages/inspect.py", title="Inspect", icon=":material/center_focus_strong:"),
     st.Page("app_pages/visualize.py", title="Visualize", icon=":material/palette:"),
 ]
@@ -92,9 +93,9 @@ def job_status() -> None:
 
 
 def device_panel() -> None:
-    """Where training runs (GPU when TensorFlow sees one)."""
+    """Where training runs (GPU when TensorFlow sees one; several GPUs train with MirroredStrategy)."""
     st.markdown("**Device**")
-    st.caption(cache.training_device())
+    st.caption(f"Training runs on: {cache.training_device()}")
 
 
 main()

@@ -1,0 +1,157 @@
+"""Predict: a trained model on new images (uploaded, or a whole folder to a CSV), and its export."""
+from __future__ import annotations
+
+import json
+import os
+
+import pandas as pd
+import streamlit as st
+
+from core import export, predict
+from ui import folders, inside, predictor, widgets
+
+GALLERY_MAX = 24
+FORMAT_LABELS = {"keras": "Keras (.keras)", "savedmodel": "TensorFlow SavedModel (zip)", "tflite": "TensorFlow Lite (.tflite)"}
+FOLDER_RESULT = "predict_folder_result"
+EXPORT_RESULT = "predict_export_result"
+
+
+def main() -> None:
+    widgets.page_intro("Predict", (
+        "A trained model at work on images it has never seen: upload a few, or classify a whole folder "
+        "on the server and download the answers as a CSV. Every image is cropped and resized exactly as "
+        "the run's training images were. Export the model to use it outside Transfer Lab."))
+    run = inside.run_picker()
+    if run is None:
+        return
+    uploads_panel(run)
+    folder_panel(run)
+    export_panel(run)
+
+
+def uploads_panel(run: dict) -> None:
+    """Uploaded images: a thumbnail with the predicted class each, and the table of probabilities."""
+    inside.panel("Your images", (
+        "Each image gets the class with the highest probability; the table has the probability of every "
+        "class. A file that cannot be read gets a line saying why, and the others go on."))
+    files = st.file_uploader("Image files", type=inside.UPLOAD_TYPES, accept_multiple_files=True,
+                             key="predict_uploads")
+    if not files:
+        st.caption("Choose one or several photos.")
+        return
+    contents = [(f.name, f.getvalue()) for f in files]
+    rows = predictor.predict_uploads(run, contents)
+    for r in rows:
+        if r["error"]:
+            st.error(f"{r['path']} cannot be used: {r['error']}.")
+    good = [(r, content) for r, (_, content) in zip(rows, contents) if not r["error"]]
+    if not good:
+        return
+    shown = good[:GALLERY_MAX]
+    widgets.image_grid([predictor.upload_thumbnail(content) for _, content in shown],
+                       [f"{r['path']}: {r['predicted']} {r['confidence']:.0%}" for r, _ in shown], columns=6)
+    if len(good) > GALLERY_MAX:
+        st.caption(f"The first {GALLERY_MAX} of {len(good)} images; the table has them all.")
+    rows_table(rows, inside.classes(run), "predict_uploads_table")
+
+
+def folder_panel(run: dict) -> None:
+    """Every image of a folder on the server (subfolders too), as a table and a CSV download."""
+    inside.panel("A folder on the server", (
+        "Every file in the folder and its subfolders is classified, or listed with the reason it cannot "
+        "be used. Nothing is written into the folder: the CSV is yours to download (the command line "
+        "`python -m core.predict RUN_DIR FOLDER` writes the same one)."))
+    left, right = st.columns([4, 1], vertical_alignment="bottom")
+    typed = left.text_input("Folder on this server", key="predict_folder", placeholder="/data/new_photos",
+                            help="It must lie under: " + ", ".join(folders.data_roots()))
+    if right.button("Predict the folder", key="predict_folder_go", width="stretch"):
+        predict_folder(run, typed)
+    result = st.session_state.get(FOLDER_RESULT)
+    if result and result["run"] == run["id"]:
+        folder_result(run, result)
+
+
+def predict_folder(run: dict, typed: str) -> None:
+    """Check the folder against the data roots, classify it with a progress bar, keep the rows."""
+    try:
+        folder = folders.allowed_folder(typed)
+    except folders.FolderNotAllowed as e:
+        st.error(str(e))
+        return
+    bar = st.progress(0.0, text="Reading the folder…")
+    try:
+        rows = predict.predict_folder(predictor.predictor(run), folder,
+                                      progress=lambda done, total: bar.progress(done / total, text=f"{done} of {total} files"))
+    except predict.PredictError as e:
+        st.error(str(e))
+        return
+    finally:
+        bar.empty()
+    st.session_state[FOLDER_RESULT] = {"run": run["id"], "folder": folder, "rows": rows}
+
+
+def folder_result(run: dict, result: dict) -> None:
+    """The counts per class, the rows, and the CSV."""
+    rows, classes = result["rows"], inside.classes(run)
+    s = predict.summary(rows, classes)
+    counts = ", ".join(f"{c} {n}" for c, n in s["counts"].items())
+    st.markdown(f"**{result['folder']}** — {widgets.plural(s['images'], 'file')}: {counts}"
+                + (f"; {s['errors']} could not be used" if s["errors"] else ""))
+    rows_table(rows, classes, "predict_folder_table")
+    name = f"{os.path.basename(result['folder']) or 'folder'}-{run['id']}.csv"
+    st.download_button("Download the CSV", predict.to_csv(rows, predictor.predictor(run).columns()),
+                       file_name=name, mime="text/csv", key="predict_folder_csv", icon=":material/download:")
+
+
+def rows_table(rows: list[dict], classes: list[str], key: str) -> None:
+    """core.predict's rows: file, prediction, confidence, one probability column per class, error."""
+    pct = st.column_config.ProgressColumn(format="percent", min_value=0.0, max_value=1.0)
+    config = {"confidence": pct, **{f"prob_{c}": st.column_config.ProgressColumn(c, format="percent", min_value=0.0,
+                                                                              max_value=1.0) for c in classes}}
+    table = pd.DataFrame(rows)
+    if not table["error"].astype(bool).any():
+        table = table.drop(columns="error")
+    st.dataframe(table, hide_index=True, key=key, column_config=config)
+
+
+def export_panel(run: dict) -> None:
+    """Export the run's model as .keras, SavedModel or TFLite (float or int8), then download it."""
+    inside.panel("Export the model", (
+        "The exported model takes RGB images of the run's size with pixel values 0–255 and does its own "
+        "preprocessing; export.json beside it lists the classes in output order, the input size and how "
+        "images were cropped. TFLite int8 is about four times smaller; it is calibrated on the run's "
+        "training images and may differ slightly from the float model."))
+    cols = st.columns([2, 1, 1], vertical_alignment="bottom")
+    fmt = cols[0].selectbox("Format", export.FORMATS, format_func=FORMAT_LABELS.get, key="predict_export_format")
+    int8 = cols[1].checkbox("int8 (TFLite)", key="predict_export_int8", disabled=fmt != "tflite",
+                            help="Integer weights and activations, calibrated on up to "
+                                 f"{export.REPRESENTATIVE_IMAGES} training images.")
+    if cols[2].button("Export", key="predict_export_go", type="primary", width="stretch"):
+        with st.spinner("Exporting…"):
+            try:
+                result = export.export_run(run["run_dir"], fmt, int8 and fmt == "tflite")
+            except (export.ExportError, export.ExportFailed) as e:
+                st.error(str(e))
+                return
+        st.session_state[EXPORT_RESULT] = {**result, "run": run["id"]}
+    result = st.session_state.get(EXPORT_RESULT)
+    if result and result["run"] == run["id"] and os.path.exists(result["path"]):
+        export_result(result)
+
+
+def export_result(result: dict) -> None:
+    """Where the export is on the server, its download, and its export.json."""
+    st.success(f"Exported to `{result['folder']}` ({result['bytes'] / 1e6:.2f} MB, {result['seconds']:.1f} s).")
+    label, name, mime, content = predictor.export_download(result)
+    with open(result["info"], encoding="utf-8") as f:
+        info = json.load(f)
+    left, right = st.columns(2)
+    left.download_button(label, content, file_name=name, mime=mime, key="predict_export_download",
+                         icon=":material/download:", on_click="ignore")
+    right.download_button("Download export.json", json.dumps(info, indent=1), file_name="export.json",
+                          mime="application/json", key="predict_export_info", on_click="ignore")
+    with st.expander("export.json"):
+        st.json(info)
+
+
+main()

@@ -1,0 +1,60 @@
+"""The Predict page's pieces that touch the engine: the run's model as a core.predict.Predictor,
+predictions of uploaded files (cached by their content), their thumbnails, and downloads of an
+export. No TensorFlow here: core.predict and core.export do the work; the model comes from
+ui.inside's cache, keyed on (run folder, time model.keras was saved).
+"""
+from __future__ import annotations
+
+import io
+import os
+
+import numpy as np
+import streamlit as st
+
+from core import data, export, predict
+from ui import inside
+
+THUMBNAIL = 112
+
+
+def predictor(run: dict) -> predict.Predictor:
+    """The run's model (loaded once per server) with its classes, image size and resize mode."""
+    size, resize = inside.image_size(run)
+    return predict.Predictor(inside.model(inside.model_ref(run)), inside.classes(run), size, resize)
+
+
+def predict_uploads(run: dict, files: list[tuple[str, bytes]]) -> list[dict]:
+    """One row per uploaded file (core.predict's columns), cached by the files' content."""
+    size, resize = inside.image_size(run)
+    return _predict_uploads(inside.model_ref(run), tuple(inside.classes(run)), size, resize, tuple(files))
+
+
+@st.cache_data(show_spinner="Predicting…", max_entries=32)
+def _predict_uploads(ref, classes: tuple, size: int, resize: str, files: tuple) -> list[dict]:
+    return predict.predict_files(predict.Predictor(inside.model(ref), list(classes), size, resize), files)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def upload_thumbnail(content: bytes) -> np.ndarray | None:
+    """A small square view of an uploaded image; None when it cannot be read."""
+    try:
+        return data.load_image(io.BytesIO(content), THUMBNAIL)
+    except (ValueError, OSError):
+        return None
+
+
+def export_download(result: dict):
+    """(label, file name, mime type, data callable) for an export: the model file itself, or a
+    zip of the SavedModel folder. The data is read only when the user clicks."""
+    folder, path = result["folder"], result["path"]
+    run_id = os.path.basename(os.path.normpath(result["run_dir"]))
+    if os.path.isdir(path):
+        return ("Download the SavedModel (zip)", f"{run_id}-savedmodel.zip", "application/zip",
+                lambda: export.zip_folder(folder))
+    name = f"{run_id}{'-int8' if result.get('int8') else ''}{os.path.splitext(path)[1]}"
+    return f"Download {name}", name, "application/octet-stream", lambda: _read(path)
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
