@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import threading
 import time
 import traceback
@@ -57,7 +58,11 @@ def limit_threads() -> int | None:
     """Apply tf_threads() through the variables TensorFlow reads when it creates its runtime (its first
     op), so that a web server training in a thread keeps a core for its pages. Called at import:
     app.py imports this module before anything runs a TensorFlow op."""
-    n = tf_threads()
+    try:
+        n = tf_threads()
+    except ValueError as e:  # a typo in the server's settings must not stop it: say so, use the default
+        print(f"Transfer Lab: {e} Using TensorFlow's default.", file=sys.stderr)
+        return None
     if n is not None:
         os.environ["TF_NUM_INTRAOP_THREADS"] = os.environ["TF_NUM_INTEROP_THREADS"] = str(n)
     return n

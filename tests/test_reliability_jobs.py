@@ -248,3 +248,34 @@ def test_a_full_disk_while_writing_the_history_fails_readably(shapes, runs_dir, 
     job.run()
     assert job.state == "failed" and "No space left on device" in job.error
     assert _only_run(runs_dir)["state"] == "failed"
+
+
+# ---------------------------------------------------------------- TensorFlow's threads
+
+def _tf_compute_threads(value: str | None) -> tuple[int, str]:
+    """(TensorFlow's compute threads after its first op, stderr) in a fresh process that imports
+    core.training first, as app.py does, with TRANSFERLAB_TF_THREADS=value."""
+    code = ("import os, sys; sys.path.insert(0, '.'); import core.training; import tensorflow as tf\n"
+            "tf.matmul(tf.ones((64, 64)), tf.ones((64, 64))).numpy()\n"
+            "names = [open(f'/proc/self/task/{t}/comm').read().strip() for t in os.listdir('/proc/self/task')]\n"
+            "print(names.count('tf_Compute'))")
+    env = {k: v for k, v in os.environ.items() if k not in ("TRANSFERLAB_TF_THREADS", "TF_NUM_INTRAOP_THREADS",
+                                                            "TF_NUM_INTEROP_THREADS")}
+    if value is not None:
+        env["TRANSFERLAB_TF_THREADS"] = value
+    p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                       env={**env, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert p.returncode == 0, p.stderr[-2000:]
+    return int(p.stdout.strip().splitlines()[-1]), p.stderr
+
+
+def test_tf_threads_setting_limits_tensorflow_pools():
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("one core: nothing to limit")
+    limited, _ = _tf_compute_threads("1")
+    assert limited == 1
+    # A value that is no number is reported and ignored: TensorFlow's default, a thread per core.
+    default, stderr = _tf_compute_threads("lots")
+    assert default == min(os.cpu_count(), default) >= 2
+    assert "TRANSFERLAB_TF_THREADS must be a number of threads or 'auto', not 'lots'. Using TensorFlow's default." \
+        in stderr
