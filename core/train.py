@@ -29,6 +29,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--fine-tune-epochs", type=int)
     p.add_argument("--unfreeze", type=int, help="top layers of the base to unfreeze (fine-tune)")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=False)
+    p.add_argument("--augment-preset", default="classic", choices=("classic", "light"),
+                   help="with --augment: classic = Deep Learning with Python §5.2 (rotation 40, shifts 0.2, "
+                        "shear 0.2, zoom 0.2, flips); light = the Keras blog's (shear 0.2, zoom 0.2, flips)")
     p.add_argument("--views", type=int, default=4, help="augmented views cached per image")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--optimizer", default="adam", choices=("adam", "rmsprop", "sgd"))
@@ -66,12 +69,14 @@ def main(argv=None) -> int:
     with _native_stderr_silenced():
         import tensorflow  # noqa: F401  (imported here so its start-up chatter is silenced)
     from core import data
+    from core.augment import AugmentConfig
     from core.training import Job, TrainConfig, configure_tensorflow
 
+    augment = AugmentConfig.preset(args.augment_preset).to_dict() if args.augment else None
     config = TrainConfig(
         data=args.data, strategy=args.strategy, base=args.base, image_size=args.image_size,
         resize=args.resize, batch_size=args.batch_size, epochs=args.epochs, fine_tune_epochs=args.fine_tune_epochs,
-        unfreeze=args.unfreeze, augment=args.augment, views=args.views, optimizer=args.optimizer,
+        unfreeze=args.unfreeze, augment=args.augment, augment_config=augment, views=args.views, optimizer=args.optimizer,
         learning_rate=args.learning_rate, fine_tune_learning_rate=args.fine_tune_learning_rate,
         dropout=args.dropout, seed=args.seed, val_fraction=args.val_fraction,
         test_fraction=args.test_fraction, mixed_precision=args.mixed_precision, xla=args.xla,

@@ -38,9 +38,13 @@ def test_without_a_test_split_it_evaluates_on_validation_and_says_so(split_shape
 
     shutil.rmtree(os.path.join(split_shapes, "test"))
     p = train("--data", split_shapes, "--strategy", "scratch", "--image-size", "48", "--epochs", "1",
-              "--runs-dir", str(tmp_path / "runs"))
+              "--augment", "--augment-preset", "light", "--runs-dir", str(tmp_path / "runs"))
     assert p.returncode == 0, p.stderr[-2000:]
-    assert json.loads(p.stdout.strip().splitlines()[-1])["evaluated_on"] == "validation"
+    result = json.loads(p.stdout.strip().splitlines()[-1])
+    assert result["evaluated_on"] == "validation"
+    with open(os.path.join(result["run_dir"], "config.json")) as f:
+        augment = json.load(f)["augment_config"]
+    assert augment["shear"] == 0.2 and augment["horizontal_flip"] and augment["rotation"] == 0  # the blog's
 
 
 @pytest.mark.parametrize("args, message", [
