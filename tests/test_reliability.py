@@ -125,15 +125,15 @@ def test_allowed_folder_refuses_every_way_out(env):
 
 # ---------------------------------------------------------------- confinement: the Dataset page
 
-@pytest.mark.parametrize("typed", ["..", "/etc", "~", "{root}/..", "{root}/corpus/../../outside/secret",
-                                   "{root}/link_out/secret", "{outside}/secret", "/tmp/\0"])
-def test_dataset_page_refuses_typed_paths_out_of_the_roots(env, typed):
-    path = typed.format(root=env["root"], outside=env["outside"])
-    at = open_typed(open_app(), path)
-    assert at.error and ("outside the folders this server may read" in at.error[0].value
-                         or "not a valid path" in at.error[0].value), [e.value for e in at.error]
-    assert "dataset_path" not in at.session_state  # still on the sample
-    assert "cats, dogs" not in texts(at)  # nothing of what lies outside is shown
+def test_dataset_page_refuses_typed_paths_out_of_the_roots(env):
+    at = open_app()
+    for typed in ("..", "/etc", "~", "{root}/..", "{root}/corpus/../../outside/secret", "{root}/link_out/secret",
+                  "{outside}/secret", "/tmp/\0"):
+        open_typed(at, typed.format(root=env["root"], outside=env["outside"]))
+        assert at.error and ("outside the folders this server may read" in at.error[0].value
+                             or "not a valid path" in at.error[0].value), (typed, [e.value for e in at.error])
+        assert "dataset_path" not in at.session_state  # still on the sample
+        assert "cats, dogs" not in texts(at)  # nothing of what lies outside is shown
 
 
 def test_dataset_page_browser_does_not_follow_a_link_out(env):
@@ -198,3 +198,23 @@ def test_run_ids_from_the_browser_cannot_leave_the_runs_folder(env, tmp_path):
         assert os.path.basename(elsewhere) not in texts(at)
         assert at.multiselect(key="eval_runs").value in ([], [os.path.basename(real)])
     assert [r["run_dir"] for r in runs.list_runs(str(env["runs"]))] == [real]
+
+
+# ---------------------------------------------------------------- confinement: the Predict page's folder
+
+def test_predict_page_refuses_folders_out_of_the_roots(env):
+    _fake_run(str(env["runs"]), "real")
+    at = open_app("predict")
+    for typed in ("..", "/etc", "{root}/link_out/secret", "{outside}/secret", "{root}/..", "/tmp/\0"):
+        at.text_input(key="predict_folder").input(typed.format(root=env["root"], outside=env["outside"]))
+        at.button(key="predict_folder_go").click().run()
+        assert_clean(at)
+        assert any("outside the folders this server may read" in e.value or "not a valid path" in e.value
+                   for e in at.error), (typed, [e.value for e in at.error])
+        assert "predict_folder_result" not in at.session_state
+    # Inside the roots it reads the folder (the corpus: its bad files become rows with a reason).
+    at.text_input(key="predict_folder").input(env["corpus"])
+    at.button(key="predict_folder_go").click().run()
+    assert_clean(at)
+    rows = at.session_state["predict_folder_result"]["rows"]
+    assert any(r["error"] for r in rows) and any(r["predicted"] for r in rows)

@@ -269,6 +269,7 @@ def _tf_compute_threads(value: str | None) -> tuple[int, str]:
     return int(p.stdout.strip().splitlines()[-1]), p.stderr
 
 
+@pytest.mark.slow  # two fresh TensorFlow imports
 def test_tf_threads_setting_limits_tensorflow_pools():
     if (os.cpu_count() or 1) < 2:
         pytest.skip("one core: nothing to limit")
