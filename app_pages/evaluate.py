@@ -130,6 +130,10 @@ def cell_gallery(run: dict, metrics: dict, cell: tuple[int, int]) -> None:
     shown = chosen[:GALLERY_MAX]
     cam = run["has_model"] and st.toggle("Grad-CAM: where the model looked", key="eval_gradcam",
                                          help="Each image with the heatmap of its predicted class (see Inspect).")
+    problem = cam and inside.model_problem(run)
+    if problem:
+        st.error(problem)
+        cam = False
     widgets.image_grid([inside.grad_cam_image(run, r["path"]) if cam else
                         cache.thumbnail(r["path"]) if os.path.exists(r["path"]) else None for r in shown],
                        [results.probability_caption(r, classes) for r in shown], columns=6)

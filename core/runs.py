@@ -152,8 +152,15 @@ def save_model(run_dir: str, model) -> None:
     os.replace(tmp, os.path.join(run_dir, "model.keras"))
 
 
+class ModelUnavailable(ValueError):
+    """A model.keras that cannot be loaded (damaged, or holding code that safe mode refuses)."""
+
+
 def load_model(run_dir: str):
-    """The run's best model, loaded in Keras' safe mode (no code from the file is run)."""
+    """The run's best model, loaded in Keras' safe mode (no code from the file is run).
+
+    FileNotFoundError when the run has no model; ModelUnavailable when the file cannot be loaded.
+    """
     import keras
 
     import core.models  # noqa: F401  registers the Preprocess layer
@@ -162,4 +169,12 @@ def load_model(run_dir: str):
     if not os.path.exists(path):
         raise FileNotFoundError(f"Run {os.path.basename(run_dir)} has no saved model (it stopped or "
                                 "failed before its first epoch finished).")
-    return keras.saving.load_model(path, safe_mode=True)
+    try:
+        return keras.saving.load_model(path, safe_mode=True)
+    except Exception as e:  # noqa: BLE001  whatever is wrong with the file, one readable sentence
+        if "safe_mode" in str(e):
+            why = "it contains Python code (a Lambda layer or similar), which safe mode never runs"
+        else:
+            why = f"the file is damaged or not a Keras model ({type(e).__name__}: {str(e)[:200]})"
+        raise ModelUnavailable(f"The model of run {os.path.basename(os.path.normpath(run_dir))} cannot be "
+                               f"loaded: {why}.") from None

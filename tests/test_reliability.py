@@ -4,6 +4,7 @@ errors: test_reliability_jobs.py; two users: e2e/test_reliability.py.)
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 from pathlib import Path
@@ -218,3 +219,37 @@ def test_predict_page_refuses_folders_out_of_the_roots(env):
     assert_clean(at)
     rows = at.session_state["predict_folder_result"]["rows"]
     assert any(r["error"] for r in rows) and any(r["predicted"] for r in rows)
+
+
+# ---------------------------------------------------------------- models: Keras' safe mode
+
+def _lambda_run(runs_dir: str) -> str:
+    """A run folder whose model.keras holds a Lambda layer: Python bytecode that would run on load."""
+    import keras
+
+    inputs = keras.Input((32, 32, 3), name="image")
+    x = keras.layers.Lambda(lambda t: t * 2.0, name="code")(inputs)
+    x = keras.layers.GlobalAveragePooling2D(name="head_pool")(x)
+    outputs = keras.layers.Dense(2, activation="softmax", name="predictions")(x)
+    run_dir = runs.create_run(runs_dir, {"strategy": "scratch", "base": "scratch", "image_size": 32,
+                                        "classes": ["a", "b"]})
+    keras.Model(inputs, outputs).save(os.path.join(run_dir, "model.keras"))
+    runs.write_status(run_dir, state=runs.FINISHED)
+    return run_dir
+
+
+def test_a_model_file_with_code_in_it_or_damaged_is_refused_with_a_message(env):
+    damaged = _fake_run(str(env["runs"]), "damaged")
+    Path(damaged, "model.keras").write_bytes(b"PK\3\4 not really a zip")
+    with pytest.raises(runs.ModelUnavailable, match="cannot be loaded: the file is damaged"):
+        runs.load_model(damaged)
+    coded = _lambda_run(str(env["runs"]))  # the newest: the pages choose it first
+    with pytest.raises(runs.ModelUnavailable, match="contains Python code .* safe mode never runs"):
+        runs.load_model(coded)
+    # Every page that loads a model says so instead of showing a traceback.
+    for page in ("inspect", "visualize", "predict"):
+        at = open_app(page)
+        assert any("contains Python code" in e.value for e in at.error), (page, [e.value for e in at.error])
+        at.selectbox(key="inside_run").set_value(os.path.basename(damaged)).run()
+        assert_clean(at)
+        assert any("the file is damaged" in e.value for e in at.error), (page, [e.value for e in at.error])

@@ -54,7 +54,22 @@ def run_picker() -> dict | None:
     _forget_if_not_in(RUN, by_id)
     pick = st.selectbox("Trained run", list(by_id), key=RUN, persist_state="session",
                         format_func=lambda i: run_label(by_id[i]))
+    problem = model_problem(by_id[pick])
+    if problem:
+        st.error(problem)
+        return None
     return by_id[pick]
+
+
+def model_problem(run: dict) -> str | None:
+    """Why the run's model cannot be loaded (damaged, or code that safe mode refuses); None if it can."""
+    from core.runs import ModelUnavailable
+
+    try:
+        model(model_ref(run))
+    except (ModelUnavailable, OSError) as e:
+        return str(e)
+    return None
 
 
 def run_label(run: dict) -> str:
