@@ -61,27 +61,40 @@ def main() -> None:
     print_rows(explain_rows(model, image, args.runs), args.runs)
 
 
-def explain_rows(model, image, n: int, layer: str = MID_LAYER) -> list[tuple[str, tuple[float, float], float | None]]:
-    """[(operation, (first call s, median s), goal s or None)] for the explain functions
-    (bench/latency.py calls this too)."""
+def explain_ops(model, image, layer: str = MID_LAYER) -> list[tuple[str, str, object, float | None]]:
+    """[(operation, kind, fn, goal s or None)]. kind "call": fn() is one call; kind "step":
+    fn(tick, steps) runs an optimization of `steps` steps calling tick() after each."""
 
-    def ideal_steps(tick):
-        visualize.ideal_class_image(model, 0, steps=n + 1, callback_every=1,
+    def ideal_steps(tick, steps):
+        visualize.ideal_class_image(model, 0, steps=steps, callback_every=1,
                                     callback=lambda step, img, prob: tick())
 
-    def filter_steps(tick):
+    def filter_steps(tick, steps):
         def should_stop():  # asked after every step
             tick()
             return False
-        visualize.filter_pattern(model, layer, 0, steps=n + 1, should_stop=should_stop)
+        visualize.filter_pattern(model, layer, 0, steps=steps, should_stop=should_stop)
 
     return [
-        ("Grad-CAM", call_latency(lambda: explain.grad_cam(model, image), n), 1.0),
-        ("activations", call_latency(lambda: explain.activations(model, image, layer), n), 1.0),
-        ("ideal-class step", step_latency(ideal_steps, n), 0.2),
-        ("filter-pattern step", step_latency(filter_steps, n), None),
-        ("FGSM, 1 image", call_latency(lambda: visualize.fgsm(model, image[None], [0], 2 / 255), n), None),
+        ("Grad-CAM", "call", lambda: explain.grad_cam(model, image), 1.0),
+        ("activations", "call", lambda: explain.activations(model, image, layer), 1.0),
+        ("ideal-class step", "step", ideal_steps, 0.2),
+        ("filter-pattern step", "step", filter_steps, None),
+        ("FGSM, 1 image", "call", lambda: visualize.fgsm(model, image[None], [0], 2 / 255), None),
     ]
+
+
+def one_step(run_steps) -> float:
+    """Seconds of the second step of a two-step run (the first may include tracing)."""
+    stamps = [time.perf_counter()]
+    run_steps(lambda: stamps.append(time.perf_counter()), 2)
+    return float(stamps[2] - stamps[1])
+
+
+def explain_rows(model, image, n: int, layer: str = MID_LAYER) -> list[tuple[str, tuple[float, float], float | None]]:
+    """[(operation, (first call s, median s), goal s or None)]: each operation n + 1 times in a row."""
+    return [(name, call_latency(fn, n) if kind == "call" else step_latency(lambda tick, fn=fn: fn(tick, n + 1), n), goal)
+            for name, kind, fn, goal in explain_ops(model, image, layer)]
 
 
 def print_rows(rows, n: int) -> None:
