@@ -180,7 +180,8 @@ def test_run_ids_from_the_browser_cannot_leave_the_runs_folder(env, tmp_path):
     """Pages look runs up by id among core.runs.list_runs (the runs folder's own subfolders); a
     forged id from the browser is dropped, never joined to a path."""
     real = _fake_run(str(env["runs"]), "real")
-    elsewhere = _fake_run(str(tmp_path / "elsewhere-runs"), "other")  # a run folder outside the runs folder
+    elsewhere = str(tmp_path / "elsewhere-runs" / "foreign-run")  # a run folder outside the runs folder
+    os.rename(_fake_run(str(tmp_path / "elsewhere-runs"), "other"), elsewhere)
     forged = [os.path.relpath(elsewhere, env["runs"]), elsewhere, "..", "../elsewhere-runs"]
     for page, key in (("inspect", "inside_run"), ("visualize", "inside_run")):
         for run_id in forged:
