@@ -148,7 +148,8 @@ def main() -> None:
     print(common.table(["rung", "base", "px", "augmentation", "epochs run / planned", "wall (s)", "val acc (best)",
                         "test acc", "DLwP §5.2–5.3", "Keras blog", "source"], table))
     print("\nwall: the whole process (decode, features, training, saving, test evaluation) for rungs run "
-          "here; for a rung from a run still going, the sum of its epoch times so far.")
+          "here; for a finished run from elsewhere, the engine's own total (the same minus Python and "
+          "TensorFlow start-up); for one still going or stopped, the sum of its epoch times so far.")
     common.finish(info, rows=rows)
 
 
