@@ -149,7 +149,7 @@ def main() -> None:
                         "test acc", "DLwP §5.2–5.3", "Keras blog", "source"], table))
     print("\nwall: the whole process (decode, features, training, saving, test evaluation) for rungs run "
           "here; for a finished run from elsewhere, the engine's own total (the same minus Python and "
-          "TensorFlow start-up); for one still going or stopped, the sum of its epoch times so far.")
+          "TensorFlow start-up); for one still going (or killed), the sum of its epoch times so far.")
     common.finish(info, rows=rows)
 
 
