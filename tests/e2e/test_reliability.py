@@ -99,7 +99,14 @@ def test_an_upload_over_the_size_limit_is_refused_with_a_message(page: Page, app
     main_area(page).get_by_test_id("stRadio").get_by_text("Upload one", exact=True).click()
     uploader = main_area(page).get_by_test_id("stFileUploaderDropzoneInput")
     uploader.set_input_files({"name": "huge.png", "mimeType": "image/png", "buffer": b"\0" * (21 * 1024 * 1024)})
-    expect(main_area(page)).to_contain_text("or smaller")  # Streamlit's "File must be 20.0MB or smaller."
+    # Streamlit refuses it in the browser: the file is marked red, "File must be 20.0MB or smaller."
+    # in its tooltip, and the page never receives it.
+    uploader_box = main_area(page).get_by_test_id("stFileUploader")
+    expect(uploader_box).to_contain_text("huge.png")
+    expect(uploader_box).to_contain_text("File must be 20.0MB or smaller.")
+    idle(page)
+    expect(main_area(page)).to_contain_text("Choose a file to see it augmented.")
+    expect(main_area(page).get_by_test_id("stImage")).to_have_count(0)
     no_exception_box(page)
     screenshot(page, "upload-too-large")
 
