@@ -75,7 +75,7 @@ def export_run(run_dir: str, fmt: str, int8: bool = False, out: str | None = Non
                           "another output folder.")
     try:
         model = runs.load_model(run_dir)
-    except FileNotFoundError as e:
+    except (FileNotFoundError, runs.ModelUnavailable) as e:
         raise ExportError(str(e)) from None
     representative = representative_images(config) if int8 else None
     created = not os.path.exists(out)

@@ -56,7 +56,7 @@ class Predictor:
         if model is None:
             try:
                 model = runs.load_model(run_dir)
-            except FileNotFoundError as e:
+            except (FileNotFoundError, runs.ModelUnavailable) as e:
                 raise PredictError(str(e)) from None
         return cls(model, list(config["classes"]), int(config["image_size"]), config.get("resize", "crop"))
 

@@ -115,6 +115,10 @@ def test_default_csv_goes_into_the_run_folder(tiny, folder, capsys):
 def test_cli_errors_exit_2_with_a_sentence(tiny, folder, tmp_path, capsys):
     empty_run = runs.create_run(str(tmp_path / "runs"), {"strategy": "scratch", "image_size": SIZE,
                                                          "classes": ["a", "b"]})
+    damaged_run = runs.create_run(str(tmp_path / "runs"), {"strategy": "scratch", "image_size": SIZE,
+                                                           "classes": ["a", "b"]})
+    with open(os.path.join(damaged_run, "model.keras"), "wb") as f:
+        f.write(b"not a zip archive")
     (tmp_path / "nothing").mkdir()
     blocker = tmp_path / "file"
     blocker.write_text("x")
@@ -123,6 +127,7 @@ def test_cli_errors_exit_2_with_a_sentence(tiny, folder, tmp_path, capsys):
              ([tiny["run_dir"], str(tmp_path / "nothing")], "No files in"),
              ([str(tmp_path), folder["root"]], "Not a run folder"),
              ([empty_run, folder["root"]], "has no saved model"),
+             ([damaged_run, folder["root"]], "cannot be loaded: the file is damaged"),
              ([tiny["run_dir"], folder["root"], "--out", str(blocker / "x.csv")], "Cannot write")]
     for args, message in cases:
         assert predict.main(args) == 2, args
