@@ -101,7 +101,7 @@ def child_train(folder: str, train_args: list[str], runs_dir: str) -> dict:
     import contextlib
     import io
 
-    import tensorflow  # noqa: F401
+    import tensorflow  # noqa: F401  (imported before the floor is read: the floor includes it)
 
     from core import train, training  # noqa: F401
 
@@ -121,7 +121,7 @@ def child_stages(folder: str, size: int) -> dict:
     """RSS (VmRSS) after each step of the engine's data path for a scratch training, in one process:
     where the bytes of the decoded dataset go, and how many copies of it are alive."""
     import numpy as np
-    import tensorflow as tf
+    import tensorflow  # noqa: F401  (imported before the first reading)
 
     from core import data
 
