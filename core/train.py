@@ -46,6 +46,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="mixed_float16 (default: on only with GPUs of compute capability 7.0 or later)")
     p.add_argument("--xla", action=argparse.BooleanOptionalAction, default=None,
                    help="XLA jit_compile (default: Keras' auto, which is off on a CPU and with several GPUs)")
+    p.add_argument("--memory-budget-mb", type=float, default=None,
+                   help="decoded images held in memory at most; beyond it they are read from the files "
+                        "batch by batch (default: TRANSFERLAB_MEMORY_BUDGET_MB, else half the available memory)")
     return p.parse_args(argv)
 
 
@@ -80,6 +83,7 @@ def main(argv=None) -> int:
         learning_rate=args.learning_rate, fine_tune_learning_rate=args.fine_tune_learning_rate,
         dropout=args.dropout, seed=args.seed, val_fraction=args.val_fraction,
         test_fraction=args.test_fraction, mixed_precision=args.mixed_precision, xla=args.xla,
+        memory_budget_mb=args.memory_budget_mb,
         **({"runs_dir": args.runs_dir} if args.runs_dir else {}))
     try:
         config = config.resolved()

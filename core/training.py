@@ -19,6 +19,7 @@ import threading
 import time
 import traceback
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
@@ -33,8 +34,8 @@ DEFAULT_FINE_TUNE_EPOCHS = 10
 # Top layers unfrozen by default: MobileNetV2's 54 = the TF tutorial's "fine-tune from layer 100".
 DEFAULT_UNFREEZE = {"mobilenet_v2": 54, "mobilenet": 12, "mobilenet_025": 12, "vgg16": 4,
                     "resnet50": 33, "efficientnet_b0": 30, "xception": 16, "inception_v3": 31}
-CUT_CACHE_BYTES = 4 * 1024 ** 3
-KEEP_FINISHED_JOBS = 3  # finished jobs a server keeps in memory (the rest live on disk)  # above this, fine-tuning streams images through the whole model
+CUT_CACHE_BYTES = 4 * 1024 ** 3  # above this, fine-tuning refuses: the cached cut tensors would not fit
+KEEP_FINISHED_JOBS = 3  # finished jobs a server keeps in memory (the rest live on disk)
 
 # ---------------------------------------------------------------- CPU threads (issue 6)
 THREADS_ENV = "TRANSFERLAB_TF_THREADS"
@@ -106,6 +107,9 @@ class TrainConfig:
     mixed_precision: bool | None = None  # mixed_float16; auto: on with GPUs of compute capability >= 7.0
     xla: bool | None = None  # jit_compile; auto: Keras' own rule (off on a CPU and under tf.distribute)
     devices: list[str] | None = None  # e.g. ["/gpu:0", "/gpu:1"]; None = every visible GPU, else the CPU
+    # Decoded images (uint8) held in memory at most; beyond it, images are read from their files
+    # batch by batch. None: TRANSFERLAB_MEMORY_BUDGET_MB, else half the memory available at start.
+    memory_budget_mb: float | None = None
 
     def resolved(self) -> "TrainConfig":
         """A copy with every default filled in, checked; raises ValueError on bad values."""
@@ -137,6 +141,8 @@ class TrainConfig:
             raise ValueError(f"Unknown resize mode '{c.resize}': choose crop or stretch.")
         if not 0 <= c.dropout < 1:
             raise ValueError("Dropout must be between 0 and 1.")
+        if c.memory_budget_mb is not None and c.memory_budget_mb < 0:
+            raise ValueError("--memory-budget-mb must be 0 or more.")
         return c
 
 
@@ -485,11 +491,12 @@ def _callback_class():
     class JobCallback(keras.callbacks.Callback):
         """Publishes metrics, honours stop within one batch, validates and checkpoints each epoch."""
 
-        def __init__(self, job: Job, phase: str, steps: int, epochs: int, val_data, on_best,
+        def __init__(self, job: Job, phase: str, steps: int, epochs: int, val_data, val_labels, on_best,
                      epoch_offset: int = 0):
             super().__init__()
             self.job, self.phase, self.steps, self.epochs = job, phase, steps, epochs
-            self.val_data, self.on_best, self.epoch_offset = val_data, on_best, epoch_offset
+            self.val_data, self.val_labels = val_data, val_labels
+            self.on_best, self.epoch_offset = on_best, epoch_offset
             self.best = -1.0
             self.epochs_done = 0
             self._epoch, self._epoch_start, self._last_batch = 0, 0.0, -1
@@ -516,8 +523,9 @@ def _callback_class():
                       "val_loss": None, "val_accuracy": None, "partial": partial,
                       "seconds": round(time.time() - self._epoch_start, 3)}
             if not self.job.stop_requested:  # a stop skips validation: stop means now
-                val = self.model.evaluate(self.val_data, verbose=0, return_dict=True)
-                record["val_loss"], record["val_accuracy"] = float(val["loss"]), float(val["accuracy"])
+                probs = predict_all(self.model, self.val_data, len(self.val_labels))
+                val = metrics_from_probs(probs, self.val_labels, [""] * probs.shape[-1])
+                record["val_loss"], record["val_accuracy"] = val["loss"], val["accuracy"]
                 if record["val_accuracy"] > self.best:
                     self.best = record["val_accuracy"]
                     self.on_best(record)
@@ -572,7 +580,7 @@ class Checkpointer:
         self._last_save = time.time()
 
 
-def _fit(job: Job, model, train_ds, val_ds, steps: int, epochs: int, phase: str, checkpoint,
+def _fit(job: Job, model, train_ds, val_ds, val_labels, steps: int, epochs: int, phase: str, checkpoint,
          epoch_offset: int = 0, weights_of=None, best: float = -1.0) -> int:
     """model.fit with our callback; returns the number of complete epochs.
 
@@ -581,7 +589,7 @@ def _fit(job: Job, model, train_ds, val_ds, steps: int, epochs: int, phase: str,
     if epochs <= 0 or job.stop_requested:
         return 0
     job.set_phase(phase)
-    cb = _callback_class()(job, phase, steps, epochs, val_ds,
+    cb = _callback_class()(job, phase, steps, epochs, val_ds, val_labels,
                            lambda rec: checkpoint(rec, weights_of), epoch_offset)
     cb.best = best
     model.fit(train_ds, epochs=epochs, verbose=0, callbacks=[cb], shuffle=False)  # tf.data shuffles
@@ -593,6 +601,23 @@ def _fit(job: Job, model, train_ds, val_ds, steps: int, epochs: int, phase: str,
 def _batched(n: int, batch: int):
     for start in range(0, n, batch):
         yield slice(start, min(n, start + batch))
+
+
+def _ahead(images, slices):
+    """(slice, images[slice]) for each slice. Images read from files (FileImages) are decoded one
+    batch ahead on a helper thread, so decoding overlaps the forward pass."""
+    if isinstance(images, np.ndarray):
+        yield from ((sl, images[sl]) for sl in slices)
+        return
+    with ThreadPoolExecutor(1, thread_name_prefix="transferlab-ahead") as pool:
+        pending = None
+        for sl in slices:
+            future = pool.submit(images.__getitem__, sl)
+            if pending is not None:
+                yield pending[0], pending[1].result()
+            pending = (sl, future)
+        if pending is not None:
+            yield pending[0], pending[1].result()
 
 
 def compiled_forward(model):
@@ -631,9 +656,9 @@ def _extract(job: Job, model, images: np.ndarray, views: int, augment: AugmentCo
         return model(aug(x, training=True), training=False)
 
     for view in range(views):
-        for sl in _batched(n, batch):
+        for sl, rows in _ahead(images, _batched(n, batch)):
             job.check_stop()
-            x = tf.convert_to_tensor(images[sl], tf.float32)
+            x = tf.convert_to_tensor(rows, tf.float32)
             y = forward(x) if view == 0 or aug is None else forward_augmented(x)
             y = [np.asarray(t) for t in (y if isinstance(y, (list, tuple)) else [y])]
             if outs is None:
@@ -648,32 +673,27 @@ def _extract(job: Job, model, images: np.ndarray, views: int, augment: AugmentCo
 
 def _view_dataset(arrays: list[np.ndarray], labels: np.ndarray, batch_size: int, seed: int,
                   views: int, shuffle: bool):
-    """tf.data over cached arrays; with several views, each epoch picks one view per sample."""
+    """tf.data over cached arrays (not copied); with several views, each epoch picks one view per sample."""
     import tensorflow as tf
 
     inputs = tuple(arrays) if len(arrays) > 1 else arrays[0]
-    ds = tf.data.Dataset.from_tensor_slices((inputs, labels))
-    if shuffle:
-        ds = ds.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
-
-    def pick(x, y):
-        if views > 1:
-            k = tf.random.uniform([], 0, views, dtype=tf.int32)
-            x = tf.nest.map_structure(lambda a: a[k], x)
-        return tf.nest.map_structure(lambda a: tf.cast(a, tf.float32), x), y
-
-    return ds.map(pick, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    return data_mod.batch_dataset(inputs, labels, batch_size, shuffle, seed, views).prefetch(tf.data.AUTOTUNE)
 
 
 # ---------------------------------------------------------------- evaluation
 
-def evaluate(model, images: np.ndarray, labels: np.ndarray, paths: list[str], classes: list[str],
+def evaluate(model, images, labels: np.ndarray, paths: list[str], classes: list[str],
              batch_size: int = 64) -> tuple[dict, list[dict]]:
-    """(metrics, per-image predictions) on a split."""
-    probs = model.predict(images.astype(np.float32), batch_size=batch_size, verbose=0)
+    """(metrics, per-image predictions) on a split, batch by batch (no float32 copy of the split)."""
+    probs = predict_all(model, data_mod.batch_dataset(images, labels, batch_size), len(labels))
     return metrics_from_probs(probs, labels, classes), [
         {"path": p, "true": int(t), "pred": int(np.argmax(pr)), "probs": [round(float(v), 5) for v in pr]}
         for p, t, pr in zip(paths, labels, probs)]
+
+
+def predict_all(model, dataset, n: int) -> np.ndarray:
+    """Probabilities of the first n samples of a batch_dataset, in order (it may be padded)."""
+    return np.asarray(model.predict(dataset, verbose=0))[:n].astype(np.float32)
 
 
 def metrics_from_probs(probs: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict:
@@ -733,13 +753,7 @@ def train(config: TrainConfig, job: Job) -> dict:
                 f"{acceleration['global_batch_size']} in all.")
     job.log(f"Mixed precision {'on' if mixed else 'off'}; XLA {acceleration['xla']}.")
 
-    job.set_phase("decode")
-    sets = {}
-    for split in ("train", "validation", "test"):
-        if ds.splits.get(split):
-            sets[split] = data_mod.load_arrays(ds.splits[split], c.image_size, ds.skipped,
-                                               progress=job.set_progress, resize=c.resize)
-            job.check_stop()
+    sets = _decode_or_stream(job, c, ds)
     if len(sets["train"][1]) == 0 or len(sets["validation"][1]) == 0:
         raise data_mod.DatasetError("No images could be decoded for training or validation.")
     runs.write_json(os.path.join(job.run_dir, "skipped.json"), [asdict(s) for s in ds.skipped])
@@ -775,12 +789,36 @@ def train(config: TrainConfig, job: Job) -> dict:
         runs.write_json(os.path.join(job.run_dir, "metrics.json"), metrics)
         runs.write_json(os.path.join(job.run_dir, "predictions.json"), predictions)
         result["test_accuracy"], result["test_loss"] = metrics["accuracy"], metrics["loss"]
+    for images, _, _ in sets.values():
+        if isinstance(images, data_mod.FileImages):
+            images.close()
     result["seconds"] = round(time.time() - t0, 2)
     runs.write_status(job.run_dir, state=runs.STOPPED if job.stop_requested else runs.FINISHED,
                       result=result, finished=time.time())
     job.log(f"Done in {result['seconds']:.1f} s: validation {result['val_accuracy']}, "
             f"{result['evaluated_on']} {result['test_accuracy']}")
     return result
+
+
+def _decode_or_stream(job: Job, c: TrainConfig, ds) -> dict:
+    """{split: (images, labels, paths)}: decoded once into memory when every split fits the memory
+    budget (the fast path), else FileImages that decode from the files batch by batch."""
+    splits = [s for s in ("train", "validation", "test") if ds.splits.get(s)]
+    need = data_mod.decoded_bytes(sum(len(ds.splits[s]) for s in splits), c.image_size)
+    budget = data_mod.memory_budget(c.memory_budget_mb)
+    if need > budget:
+        job.log(f"The decoded images would take {need / 1e6:,.0f} MB, over the memory budget of "
+                f"{budget / 1e6:,.0f} MB: reading them from the files batch by batch instead "
+                "(slower epochs for scratch training; set --memory-budget-mb or "
+                f"{data_mod.BUDGET_ENV} to change the budget).")
+        return {s: data_mod.file_images(ds.splits[s], c.image_size, ds.skipped, c.resize) for s in splits}
+    job.set_phase("decode")
+    sets = {}
+    for split in splits:
+        sets[split] = data_mod.load_arrays(ds.splits[split], c.image_size, ds.skipped,
+                                           progress=job.set_progress, resize=c.resize)
+        job.check_stop()
+    return sets
 
 
 def read_best(run_dir: str) -> dict:
@@ -801,7 +839,7 @@ def _train_scratch(job, c: TrainConfig, sets, augment, n_classes):
     val_ds = data_mod.make_tf_dataset(xv, yv, c.batch_size)
     checkpoint = Checkpointer(job.run_dir, model, min_interval=0)
     steps = -(-len(y) // c.batch_size)
-    epochs = _fit(job, model, train_ds, val_ds, steps, c.epochs, "train", checkpoint)
+    epochs = _fit(job, model, train_ds, val_ds, yv, steps, c.epochs, "train", checkpoint)
     if checkpoint.best_record is None and not job.stop_requested:
         raise RuntimeError("Training produced no epoch.")
     if checkpoint.best_record is None:
@@ -855,7 +893,7 @@ def _train_transfer(job, c: TrainConfig, sets, augment, n_classes):
     checkpoint = Checkpointer(job.run_dir, model, before_save=head_into_model)
     steps = -(-len(y) // c.batch_size)
     head_epochs = _fit(job, head, _view_dataset([train_f], y, c.batch_size, c.seed, views, True),
-                       _view_dataset([val_f], yv, c.batch_size, c.seed, 1, False),
+                       _view_dataset([val_f], yv, c.batch_size, c.seed, 1, False), yv,
                        steps, c.epochs, "head", checkpoint, weights_of=head)
     checkpoint.flush()
     if checkpoint.best_weights is not None:
@@ -873,14 +911,16 @@ def _train_transfer(job, c: TrainConfig, sets, augment, n_classes):
     checkpoint2 = Checkpointer(job.run_dir, model, min_interval=0)
     head_best = checkpoint.best_record["val_accuracy"] if checkpoint.best_record else -1.0
     tuned_epochs = _fit(job, suffix, _view_dataset(train_cut, y, c.batch_size, c.seed, views, True),
-                        _view_dataset(val_cut, yv, c.batch_size, c.seed, 1, False), steps,
+                        _view_dataset(val_cut, yv, c.batch_size, c.seed, 1, False), yv, steps,
                         c.fine_tune_epochs, "fine-tune", checkpoint2, epoch_offset=head_epochs, best=head_best)
     checkpoint2.flush()
     return model, head_epochs + tuned_epochs
 
 
 def _pool_cached(pooled_model, arrays: list[np.ndarray], views: int) -> np.ndarray:
-    """Pooled features from cached cut tensors (cheap: only the top layers run)."""
+    """Pooled features from cached cut tensors (cheap: only the top layers run), batch by batch."""
     if views == 1:
-        return pooled_model.predict([a.astype(np.float32) for a in arrays], batch_size=256, verbose=0)
+        inputs = tuple(arrays) if len(arrays) > 1 else arrays[0]
+        return pooled_model.predict(data_mod.batch_dataset(inputs, np.zeros(len(arrays[0]), np.int32), 256),
+                                    verbose=0)
     return np.stack([_pool_cached(pooled_model, [a[:, v] for a in arrays], 1) for v in range(views)], axis=1)
