@@ -4,20 +4,22 @@
             pool): wall time and peak RSS, each measurement in a fresh subprocess; sizes
             alternated (1k 5k 25k 1k 5k 25k ...), medians
   training  python -m core.train's main() in a fresh subprocess (default: --strategy scratch
-            --image-size 64 --epochs 1): wall time and peak RSS, next to the peak RSS after
-            importing TensorFlow and the engine (the floor), and the decoded-images budget the
-            engine's design implies: N * S * S * 3 bytes of uint8 (core.data.load_arrays
-            decodes the whole dataset into memory)
-  stages    for the largest size, the RSS after each step of the engine's data path in one
-            process (decode, tf.data pipelines, shuffle buffer, an epoch, the float32 test copy
-            that core.training.evaluate makes): how many copies of the decoded data are alive
+            --image-size 64 --epochs 1), once per memory budget (--budgets: "auto" is the
+            engine's default, half the available memory, where these datasets are decoded once
+            into memory; "0" forces streaming from the files): wall time and peak RSS, next to
+            the peak RSS after importing TensorFlow and the engine (the floor), and the decoded
+            dataset's size, N * S * S * 3 bytes of uint8
+  stages    for the largest size, the RSS after each step of the engine's in-memory data path in
+            one process (decode, tf.data pipelines, an epoch, core.training.evaluate on the test
+            split): how many copies of the decoded data are alive
 
 Peak RSS is the process's VmHWM (/proc/self/status); 'before' is its VmRSS then. The generated images are small JPEGs (64-200 px a side,
 random sizes, smooth colour fields with noise and a shape), 5 class folders, flat layout (the
 scan makes a stratified 70/15/15 split); they are made once under --work and kept.
 
     KERAS_HOME=../shared/weights .venv/bin/python bench/scale.py [--sizes 1000 5000 25000] \
-        [--work /tmp/tl-scale] [--scan-rounds 3] [--train-args "--strategy scratch --image-size 64 --epochs 1"]
+        [--work /tmp/tl-scale] [--scan-rounds 3] [--train-args "--strategy scratch --image-size 64 --epochs 1"] \
+        [--budgets auto 0]
 """
 from __future__ import annotations
 
@@ -120,10 +122,10 @@ def child_train(folder: str, train_args: list[str], runs_dir: str) -> dict:
 def child_stages(folder: str, size: int) -> dict:
     """RSS (VmRSS) after each step of the engine's data path for a scratch training, in one process:
     where the bytes of the decoded dataset go, and how many copies of it are alive."""
-    import numpy as np
+    import keras
     import tensorflow  # noqa: F401  (imported before the first reading)
 
-    from core import data
+    from core import data, training
 
     stages = [("TensorFlow and the engine imported", rss_mb())]
     ds = data.scan(folder)
@@ -135,15 +137,16 @@ def child_stages(folder: str, size: int) -> dict:
     val_ds = data.make_tf_dataset(xv, yv, 32)
     stages.append(("make_tf_dataset: train (shuffled) and validation pipelines built", rss_mb()))
     next(iter(train_ds))
-    stages.append(("first training batch (fills the shuffle buffer)", rss_mb()))
+    stages.append(("first training batch (the shuffle buffer holds indices)", rss_mb()))
     for _ in train_ds:
         pass
     for _ in val_ds:
         pass
     stages.append(("one epoch of train and validation iterated", rss_mb()))
-    test32 = xt.astype(np.float32)  # what core.training.evaluate passes to model.predict
-    stages.append(("test split as float32 (core.training.evaluate)", rss_mb()))
-    del test32
+    tiny = keras.Sequential([keras.Input((size, size, 3)), keras.layers.GlobalAveragePooling2D(),
+                             keras.layers.Dense(CLASSES, activation="softmax")])
+    training.evaluate(tiny, xt, sets["test"][1], sets["test"][2], ds.classes)
+    stages.append(("core.training.evaluate on the test split (batch by batch)", rss_mb()))
     return {"stages": stages, "peak_rss_mb": peak_rss_mb(),
             "uint8_mb": {k: v[0].nbytes / 1024 ** 2 for k, v in sets.items()}}
 
@@ -176,6 +179,8 @@ def main() -> None:
     p.add_argument("--scan-rounds", type=int, default=3)
     p.add_argument("--train-rounds", type=int, default=1)
     p.add_argument("--train-args", default="--strategy scratch --image-size 64 --epochs 1")
+    p.add_argument("--budgets", nargs="+", default=["auto", "0"],
+                   help="memory budgets (MB) to train under; auto = the engine's default")
     a = p.parse_args()
     info = common.header("scale: scan and training memory")
 
@@ -188,42 +193,48 @@ def main() -> None:
     scans, scan_loads = common.alternate(
         {f"scan {n}": (lambda n=n: run_child(["scan", folders[n]])) for n in a.sizes}, a.scan_rounds)
     runs_dir = os.path.join(a.work, "runs")
+    def train_args(budget: str) -> str:
+        return a.train_args + ("" if budget == "auto" else f" --memory-budget-mb {budget}")
+
     trains, train_loads = common.alternate(
-        {f"train {n}": (lambda n=n: run_child(["train", folders[n], a.train_args, runs_dir])) for n in a.sizes},
-        a.train_rounds)
+        {f"train {n} {b}": (lambda n=n, b=b: run_child(["train", folders[n], train_args(b), runs_dir]))
+         for n in a.sizes for b in a.budgets}, a.train_rounds)
 
     size = int(shlex.split(a.train_args)[shlex.split(a.train_args).index("--image-size") + 1]) \
         if "--image-size" in a.train_args else 160
-    scan_rows, train_rows = [], []
+    scan_rows, train_rows, peaks = [], [], {}
     for n in a.sizes:
         s = scans[f"scan {n}"]
         sec = common.median(common.column(s, "seconds"))
         peak = common.median(common.column(s, "peak_rss_mb"))
         floor = common.median(common.column(s, "floor_rss_mb"))
         scan_rows.append([n, sec, n / sec, floor, peak, peak - floor, (peak - floor) * 1024 / n])
-        tr = trains[f"train {n}"]
-        budget = n * size * size * 3 / 1024 ** 2
-        tpeak = common.median(common.column(tr, "peak_rss_mb"))
-        tfloor = common.median(common.column(tr, "floor_rss_mb"))
-        train_rows.append([n, common.median(common.column(tr, "seconds")), tfloor, tpeak, tpeak - tfloor,
-                           budget, (tpeak - tfloor) / budget, tr[0]["test_accuracy"]])
+    for b in a.budgets:
+        for n in a.sizes:
+            tr = trains[f"train {n} {b}"]
+            decoded = n * size * size * 3 / 1024 ** 2
+            tpeak = common.median(common.column(tr, "peak_rss_mb"))
+            tfloor = common.median(common.column(tr, "floor_rss_mb"))
+            peaks[b, n] = tpeak
+            train_rows.append([b, n, common.median(common.column(tr, "seconds")), tfloor, tpeak, tpeak - tfloor,
+                               decoded, (tpeak - tfloor) / decoded, tr[0]["test_accuracy"]])
     print(f"\nscan: median of {a.scan_rounds} alternated rounds, each in a fresh process; "
           f"load average before the rounds: {', '.join(map(str, scan_loads))}\n")
     print(common.table(["images", "scan (s)", "images/s", "RSS before (MB)", "peak RSS (MB)",
                         "peak - before (MB)", "KB per image"], scan_rows))
     print(f"\ntraining: python -m core.train {a.train_args}, fresh process, {a.train_rounds} round(s); "
           f"load average before: {', '.join(map(str, train_loads))}\n")
-    print(common.table(["images", "wall (s)", "RSS after imports (MB)", "peak RSS (MB)",
-                        "peak - imports (MB)", f"uint8 budget N·{size}²·3 (MB)", "growth / budget",
+    print(common.table(["budget (MB)", "images", "wall (s)", "RSS after imports (MB)", "peak RSS (MB)",
+                        "peak - imports (MB)", f"decoded uint8 N·{size}²·3 (MB)", "(peak - imports) / decoded",
                         "test accuracy"], train_rows))
+    slope = {}
     if len(a.sizes) >= 2:
-        (n0, r0), (n1, r1) = (a.sizes[0], train_rows[0]), (a.sizes[-1], train_rows[-1])
-        slope = (r1[3] - r0[3]) * 1024 ** 2 / (n1 - n0)
-        print(f"\npeak RSS grows by {slope / 1024:.1f} KB per image between {n0} and {n1} images; "
-              f"one decoded image is {size * size * 3 / 1024:.1f} KB (uint8): "
-              f"{slope / (size * size * 3):.2f} copies of the dataset")
-    else:
-        slope = None
+        n0, n1 = a.sizes[0], a.sizes[-1]
+        for b in a.budgets:
+            slope[b] = (peaks[b, n1] - peaks[b, n0]) * 1024 ** 2 / (n1 - n0)
+            print(f"budget {b}: peak RSS grows by {slope[b] / 1024:.1f} KB per image between {n0} and {n1} "
+                  f"images; one decoded image is {size * size * 3 / 1024:.1f} KB (uint8): "
+                  f"{slope[b] / (size * size * 3):.2f} copies of the dataset")
     n = max(a.sizes)
     stages = run_child(["stages", folders[n], str(size)])
     mb = stages["uint8_mb"]

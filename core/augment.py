@@ -1,4 +1,4 @@
-"""The augmentation config: one object, turned into Keras preprocessing layers.
+"""The augmentation config: one object, turned into one geometric transform and Keras' colour layers.
 
 The Augment page's preview, the scratch model's augmentation and the feature cache's augmented
 views all call `build_augmentation(config)`, so what a user previews is what training does.
@@ -55,25 +55,97 @@ class AugmentConfig:
         return self == AugmentConfig()
 
 
+def transforms(height, width, rotation, shift_x, shift_y, shear_x, shear_y, zoom, flip_x, flip_y):
+    """[B, 8] projective transforms (TensorFlow's ImageProjectiveTransformV3 layout), one per image,
+    composing flip, zoom, shear and rotation about the image's centre, then a shift.
+
+    Each argument is a [B] float tensor: rotation in radians, shifts in pixels, shear as a fraction,
+    zoom as a scale (above 1 shows more of the image, i.e. zooms out), flips as +1 or -1. The
+    transform maps an output pixel to the input point it samples: M = R · Shear · Zoom · Flip.
+    """
+    import tensorflow as tf
+
+    cos, sin = tf.cos(rotation), tf.sin(rotation)
+    a0 = (cos - sin * shear_y) * zoom * flip_x
+    a1 = (cos * shear_x - sin) * zoom * flip_y
+    b0 = (sin + cos * shear_y) * zoom * flip_x
+    b1 = (sin * shear_x + cos) * zoom * flip_y
+    cx, cy = (tf.cast(width, tf.float32) - 1) / 2, (tf.cast(height, tf.float32) - 1) / 2
+    a2 = cx + shift_x - a0 * cx - a1 * cy
+    b2 = cy + shift_y - b0 * cx - b1 * cy
+    zero = tf.zeros_like(a0)
+    return tf.stack([a0, a1, a2, b0, b1, b2, zero, zero], axis=1)
+
+
+_affine_class = None
+
+
+def _random_affine_class():
+    """RandomAffine, defined on first use (Keras and TensorFlow load only when augmentation runs)."""
+    global _affine_class
+    if _affine_class is not None:
+        return _affine_class
+    import keras
+    import tensorflow as tf
+
+    class RandomAffine(keras.layers.Layer):
+        """Flip, rotation, shift, shear and zoom in one resampling per image (bilinear, edges
+        repeated), as Keras' ImageDataGenerator did: one transform instead of a layer each, so four
+        geometric settings cost what one does. Ranges as Keras' RandomFlip, RandomRotation,
+        RandomTranslation, RandomShear and RandomZoom."""
+
+        def __init__(self, config: "AugmentConfig", seed: int | None = None, **kwargs):
+            super().__init__(**kwargs)
+            self.config = config
+            self.seed = seed
+            with tf.init_scope():  # eagerly, wherever the layer is built (tf.data, tf.function)
+                self._generator = (tf.random.Generator.from_seed(seed) if seed is not None
+                                   else tf.random.Generator.from_non_deterministic_state())
+
+        def _uniform(self, n, low, high):
+            return self._generator.uniform([n], low, high)
+
+        def call(self, images, training=True):
+            if not training:
+                return images
+            c = self.config
+            n = tf.shape(images)[0]
+            h, w = tf.shape(images)[1], tf.shape(images)[2]
+            ones, zeros = tf.ones([n]), tf.zeros([n])
+
+            def spread(amount, scale=1.0):
+                return self._uniform(n, -amount, amount) * scale if amount else zeros
+
+            def flip(on):
+                return tf.where(self._uniform(n, 0.0, 1.0) < 0.5, -ones, ones) if on else ones
+
+            t = transforms(h, w, spread(c.rotation, np.pi / 180),
+                           spread(c.width_shift, tf.cast(w, tf.float32)),
+                           spread(c.height_shift, tf.cast(h, tf.float32)),
+                           spread(c.shear), spread(c.shear),
+                           1.0 + spread(c.zoom), flip(c.horizontal_flip), flip(c.vertical_flip))
+            out = tf.raw_ops.ImageProjectiveTransformV3(
+                images=tf.cast(images, tf.float32), transforms=t, output_shape=tf.stack([h, w]),
+                fill_value=0.0, interpolation="BILINEAR", fill_mode="NEAREST")
+            return tf.ensure_shape(out, images.shape)
+
+        def compute_output_shape(self, input_shape):
+            return input_shape
+
+    _affine_class = RandomAffine
+    return RandomAffine
+
+
 def build_augmentation(config: AugmentConfig, seed: int | None = None):
-    """A keras.Sequential named 'augmentation' (active only when training=True)."""
+    """A keras.Sequential named 'augmentation' (active only when training=True): the geometric
+    settings as one RandomAffine, then Keras' colour layers."""
     import keras
     from keras import layers
 
     c = config
     steps = []
-    if c.horizontal_flip or c.vertical_flip:
-        mode = ("horizontal_and_vertical" if c.horizontal_flip and c.vertical_flip
-                else "horizontal" if c.horizontal_flip else "vertical")
-        steps.append(layers.RandomFlip(mode, seed=seed))
-    if c.rotation:
-        steps.append(layers.RandomRotation(c.rotation / 360.0, fill_mode="nearest", seed=seed))
-    if c.width_shift or c.height_shift:
-        steps.append(layers.RandomTranslation(c.height_shift, c.width_shift, fill_mode="nearest", seed=seed))
-    if c.shear:
-        steps.append(layers.RandomShear(x_factor=c.shear, y_factor=c.shear, fill_mode="nearest", seed=seed))
-    if c.zoom:
-        steps.append(layers.RandomZoom(c.zoom, fill_mode="nearest", seed=seed))
+    if c.horizontal_flip or c.vertical_flip or c.rotation or c.width_shift or c.height_shift or c.shear or c.zoom:
+        steps.append(_random_affine_class()(c, seed=seed, name="random_affine"))
     if c.brightness:
         steps.append(layers.RandomBrightness(c.brightness, value_range=(0, 255), seed=seed))
     if c.contrast:
