@@ -1,7 +1,9 @@
 """Interactive latency: what a dashboard user waits for, first call and median of the next --runs.
 
   augmentation preview  core.augment.preview: 9 variants of one image with the classic settings
-                        (rotation 40, shifts 0.2, shear 0.2, zoom 0.2, flips) -- goal 0.3 s
+                        (rotation 40, shifts 0.2, shear 0.2, zoom 0.2, flips) -- goal 0.3 s; and,
+                        as the baseline, the same preview through one Keras layer per setting
+                        (the engine before 2026-11-29, bench/epoch_cost.layers_augmentation)
   Grad-CAM, activations, one ideal-class step (and the filter-pattern step and FGSM, no goal)
                         bench/latency_explain.py's measurements, on the run's model
                         -- goals 1 s, 1 s, 0.2 s
@@ -31,6 +33,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402  (sets sys.path and KERAS_HOME)
+import epoch_cost  # noqa: E402
 import latency_explain  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -71,8 +74,14 @@ def main() -> None:
         print(f"model {model.name} from {run_dir} ({size} px); image {path or 'random pixels'}; "
               f"activations of {layer}; Grad-CAM on {explain.last_conv_layer(model)}", flush=True)
 
+        def layers_preview():
+            aug = epoch_cost.layers_augmentation(AugmentConfig.classic(), seed=0)
+            out = np.asarray(aug(np.repeat(image[None].astype(np.float32), 9, axis=0), training=True))
+            return [np.clip(v, 0, 255).astype(np.uint8) for v in out]
+
         ops = [("augmentation preview (9 variants)", "call",
-                lambda: preview(image, AugmentConfig.classic(), n=9), 0.3)]
+                lambda: preview(image, AugmentConfig.classic(), n=9), 0.3),
+               ("  the same, one Keras layer per setting (before)", "call", layers_preview, None)]
         ops += latency_explain.explain_ops(model, image, layer)
         ops.append(("model load (runs.load_model)", "call", lambda: runs.load_model(run_dir), None))
 

@@ -426,7 +426,6 @@ class FileImages:
         self.workers = workers or min(8, 2 * (os.cpu_count() or 2))
         self._failed: set[str] = set()
         self._lock = threading.Lock()
-        self._pool: ThreadPoolExecutor | None = None
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
@@ -455,17 +454,13 @@ class FileImages:
         if isinstance(key, (int, np.integer)):
             return self._one(range(len(self))[key])
         indices = range(len(self))[key] if isinstance(key, slice) else np.asarray(key, dtype=np.int64).ravel()
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="transferlab-decode")
         out = np.empty((len(indices), self.size, self.size, 3), np.uint8)
-        for j, image in enumerate(self._pool.map(self._one, [int(i) for i in indices])):
-            out[j] = image
+        # A pool per batch (thread start-up is ~1 % of decoding a batch): nothing to close, nothing
+        # left running when a training stops or fails.
+        with ThreadPoolExecutor(min(self.workers, max(1, len(indices))), thread_name_prefix="transferlab-decode") as pool:
+            for j, image in enumerate(pool.map(self._one, [int(i) for i in indices])):
+                out[j] = image
         return out
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False)
-            self._pool = None
 
 
 def file_images(items: list[tuple[str, int]], size: int, skipped: list[Skipped] | None = None,

@@ -143,6 +143,7 @@ class TrainConfig:
             raise ValueError("Dropout must be between 0 and 1.")
         if c.memory_budget_mb is not None and c.memory_budget_mb < 0:
             raise ValueError("--memory-budget-mb must be 0 or more.")
+        data_mod.memory_budget(c.memory_budget_mb)  # a bad TRANSFERLAB_MEMORY_BUDGET_MB fails here
         return c
 
 
@@ -757,6 +758,7 @@ def train(config: TrainConfig, job: Job) -> dict:
     if len(sets["train"][1]) == 0 or len(sets["validation"][1]) == 0:
         raise data_mod.DatasetError("No images could be decoded for training or validation.")
     runs.write_json(os.path.join(job.run_dir, "skipped.json"), [asdict(s) for s in ds.skipped])
+    skipped_before = len(ds.skipped)
     if ds.skipped:
         job.log(f"{len(ds.skipped)} files skipped (see skipped.json).")
 
@@ -789,9 +791,10 @@ def train(config: TrainConfig, job: Job) -> dict:
         runs.write_json(os.path.join(job.run_dir, "metrics.json"), metrics)
         runs.write_json(os.path.join(job.run_dir, "predictions.json"), predictions)
         result["test_accuracy"], result["test_loss"] = metrics["accuracy"], metrics["loss"]
-    for images, _, _ in sets.values():
-        if isinstance(images, data_mod.FileImages):
-            images.close()
+    if len(ds.skipped) > skipped_before:  # files that went bad while they were streamed
+        runs.write_json(os.path.join(job.run_dir, "skipped.json"), [asdict(s) for s in ds.skipped])
+        job.log(f"{len(ds.skipped) - skipped_before} more files could not be read during training "
+                "(see skipped.json).")
     result["seconds"] = round(time.time() - t0, 2)
     runs.write_status(job.run_dir, state=runs.STOPPED if job.stop_requested else runs.FINISHED,
                       result=result, finished=time.time())

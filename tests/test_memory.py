@@ -76,7 +76,6 @@ def test_file_images_decode_like_load_arrays_and_survive_a_file_gone_bad(shapes)
     assert files[0:3][1].max() == 0  # black, and the batch keeps its shape
     files[1:2]
     assert [s.path for s in skipped] == [items[1][0]] and "changed during training" in skipped[0].reason
-    files.close()
 
 
 def _epochs(ds, n):
@@ -116,6 +115,8 @@ def test_the_memory_budget_comes_from_the_argument_then_the_environment(monkeypa
     monkeypatch.setenv(data.BUDGET_ENV, "lots")
     with pytest.raises(data.DatasetError, match=data.BUDGET_ENV):
         data.memory_budget()
+    with pytest.raises(ValueError, match="not 'lots'"):  # before any run folder is made
+        TrainConfig(data=".").resolved()
     monkeypatch.delenv(data.BUDGET_ENV)
     available = data.available_memory_bytes()
     assert 0 < data.memory_budget() <= (available or 4 * 1024 ** 3)
@@ -132,3 +133,22 @@ def test_no_batch_leaves_a_replica_empty():
     shuffled = [len(y) for _, y in data.batch_dataset(images, labels, 8, shuffle=True, replicas=2)]
     assert shuffled == [8]  # in training, the odd one sits this epoch out
     assert [len(y) for _, y in data.batch_dataset(images, labels, 8)] == [8, 1]  # one device: untouched
+
+
+def test_a_file_that_goes_bad_during_a_streamed_training_is_reported_in_skipped_json(shapes, runs_dir, monkeypatch):
+    real = data.file_images
+    gone_bad = []
+
+    def then_one_file_changes(items, *a, **k):
+        if not gone_bad:
+            gone_bad.append(items[0][0])
+            open(items[0][0], "wb").write(b"overwritten while the training ran")
+        return real(items, *a, **k)
+
+    monkeypatch.setattr(training.data_mod, "file_images", then_one_file_changes)
+    job = Job(_config(shapes, runs_dir, memory_budget_mb=0, epochs=1))
+    result = job.run()
+    assert job.error is None and result["test_accuracy"] is not None, job.error
+    skipped = json.load(open(os.path.join(result["run_dir"], "skipped.json")))
+    assert [s["path"] for s in skipped] == gone_bad and "changed during training" in skipped[0]["reason"]
+    assert any("could not be read during training" in line for line in job.logs)

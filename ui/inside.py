@@ -1,6 +1,6 @@
-"""What the Inspect and Visualize pages share (and Evaluate's Grad-CAM gallery): the trained run and
-its model, the image to look at, the explanations (cached), and long optimizations with a progress
-bar and a Cancel button.
+"""What the Inspect, Visualize and Predict pages share (and Evaluate's Grad-CAM gallery): the trained
+run and its model, the image to look at, the explanations (cached), and long optimizations with a
+progress bar and a Cancel button.
 
 Only calls into core/ (runs, data, explain, visualize): no TensorFlow code here. Everything cached
 is keyed on a model reference `(run folder, time model.keras was saved)`: a model that a running
@@ -20,7 +20,7 @@ from core import data
 from core.runs import list_runs
 from ui import results, state
 
-RUN = "inside_run"            # the run Inspect and Visualize look at: one choice for both pages
+RUN = "inside_run"            # the run Inspect, Visualize and Predict look at: one choice for all three
 INSPECT_IMAGE = "inspect_image"  # Inspect's image picker keys (Evaluate preselects them)
 INSPECT_SOURCE = "inspect_source"
 INSPECT_MISTAKES = "inspect_mistakes"
@@ -45,7 +45,7 @@ def trained_runs() -> list[dict]:
 
 
 def run_picker() -> dict | None:
-    """Which trained run to look inside (shared by Inspect and Visualize)."""
+    """Which trained run to look inside (shared by Inspect, Visualize and Predict)."""
     runs = trained_runs()
     if not runs:
         st.info("No trained model yet: train one on the Train page, then come back here.")
