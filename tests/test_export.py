@@ -2,8 +2,9 @@
 model predicts; export.json says how to feed it; failures leave nothing behind; the CLI contract.
 
 Tolerances (probabilities in 0..1): .keras 1e-6, SavedModel 1e-5, TFLite float 1e-4 (XNNPACK
-kernels sum in another order); TFLite int8: same class on at least 90% of the test images and
-no probability more than 0.05 away.
+kernels sum in another order); TFLite int8: no probability more than 0.05 away, and the same
+class on at least 90% of the test images where the float model is decisive (top two more than
+0.1 apart: closer ones may flip within the tolerance).
 """
 from __future__ import annotations
 
@@ -97,9 +98,13 @@ def test_tflite_int8_agrees_with_the_float_model(run):
     assert result["folder"] == os.path.join(run["out"], "tflite-int8")
     got, interpreter = tflite_predict(result["path"], run["images"])
     want = expected(run)
-    agreement = float((got.argmax(1) == want.argmax(1)).mean())
+    assert np.abs(got - want).max() <= 0.05, (got, want)
+    # Within 0.05, the class can only change where the float model's top two are closer than 0.1.
+    top2 = np.sort(want, axis=1)[:, -2:]
+    decisive = top2[:, 1] - top2[:, 0] > 0.1
+    assert decisive.mean() >= 0.5, want  # enough images to say something
+    agreement = float((got.argmax(1) == want.argmax(1))[decisive].mean())
     assert agreement >= 0.9, (agreement, got, want)
-    assert np.abs(got - want).max() <= 0.05
     # Really quantized: int8 tensors inside, float32 at the edges, and a smaller file.
     dtypes = {d["dtype"] for d in interpreter.get_tensor_details()}
     assert np.int8 in dtypes
