@@ -150,6 +150,20 @@ def _highlight_trainable(row) -> list[str]:
     return [colour] * len(row)
 
 
+def memory_note(ds, size: int) -> str:
+    """Where the decoded images will live: in memory within the budget, else read from the files."""
+    need = data.decoded_bytes(sum(len(items) for items in ds.splits.values()), size)
+    try:
+        budget = data.memory_budget()
+    except data.DatasetError as e:
+        return str(e)
+    if need <= budget:
+        return f"Decoded at {size} px the images take {need / 1e6:,.0f} MB: kept in memory."
+    return (f"Decoded at {size} px the images would take {need / 1e6:,.0f} MB, over the memory budget of "
+            f"{budget / 1e6:,.0f} MB: they will be read from the files batch by batch, every epoch "
+            f"({data.BUDGET_ENV} sets the budget).")
+
+
 def start_button(config: TrainConfig, ds) -> None:
     """Start (one job at a time per server); the reason when it cannot start."""
     busy = REGISTRY.active()
@@ -161,7 +175,7 @@ def start_button(config: TrainConfig, ds) -> None:
     if problem:
         st.warning(problem)
     else:
-        st.caption(f"Trains on {ds.root} — {ds.summary()}")
+        st.caption(f"Trains on {ds.root} — {ds.summary()}. {memory_note(ds, config.image_size)}")
     # Not disabled while a job runs: the registry decides, and its JobBusy message says what to do.
     if st.button("Start training", type="primary", key="start", disabled=bool(problem),
                  help="One training at a time per server: this one is busy." if busy else None):

@@ -234,6 +234,15 @@ def test_layer_table_follows_the_number_of_unfrozen_layers(env):
     assert metric(at, "Layers unfrozen").startswith("0 of")
 
 
+def test_the_train_page_says_where_the_decoded_images_will_live(env, monkeypatch):
+    at = open_app("train")
+    assert "MB: kept in memory." in texts(at)
+    monkeypatch.setenv("TRANSFERLAB_MEMORY_BUDGET_MB", "0")
+    at.run()
+    assert_clean(at)
+    assert "over the memory budget of 0 MB: they will be read from the files batch by batch" in texts(at)
+
+
 def test_training_streams_then_reports_and_evaluate_shows_it(env, shapes):
     at = open_folder(open_app(), shapes)
     at.switch_page("app_pages/augment.py").run()
