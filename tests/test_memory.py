@@ -26,7 +26,7 @@ def _no_whole_decode(monkeypatch):
 
 def test_over_the_budget_a_training_reads_the_files_batch_by_batch(shapes, runs_dir, monkeypatch):
     _no_whole_decode(monkeypatch)
-    job = Job(_config(shapes, runs_dir, memory_budget_mb=0))
+    job = Job(_config(shapes, runs_dir, memory_budget_mb=0, augment=True))  # augmented in the pipeline too
     result = job.run()
     assert job.error is None, job.error
     assert any("over the memory budget" in line and "--memory-budget-mb" in line for line in job.logs)
@@ -47,8 +47,10 @@ def test_within_the_budget_the_images_are_decoded_once(shapes, runs_dir, monkeyp
     assert len(calls) == 3 and not any("memory budget" in line for line in job.logs)
 
 
-def test_streamed_feature_extraction_learns_what_the_in_memory_one_learns(split_shapes, runs_dir, monkeypatch):
-    cfg = dict(strategy="feature-extraction", base="mobilenet_025", image_size=32, epochs=3)
+@pytest.mark.parametrize("views", [1, 2])
+def test_streamed_feature_extraction_learns_what_the_in_memory_one_learns(split_shapes, runs_dir, monkeypatch, views):
+    cfg = dict(strategy="feature-extraction", base="mobilenet_025", image_size=32, epochs=3,
+               augment=views > 1, views=views)
     in_memory = Job(_config(split_shapes, runs_dir, memory_budget_mb=100, **cfg))
     first = in_memory.run()
     _no_whole_decode(monkeypatch)
