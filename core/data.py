@@ -320,6 +320,11 @@ _cache_lock = threading.Lock()
 CACHE_BYTES = 3 * 1024 ** 3
 
 
+def _why_unreadable(e: Exception) -> str:
+    """The reason a file failed after the scan, in the words of the scan's report."""
+    return str(e) if isinstance(e, ValueError) else f"cannot be read ({getattr(e, 'strerror', None) or e})"
+
+
 def load_arrays(items: list[tuple[str, int]], size: int, skipped: list[Skipped] | None = None,
                 workers: int | None = None, progress=None,
                 resize: str = "crop") -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -341,7 +346,7 @@ def load_arrays(items: list[tuple[str, int]], size: int, skipped: list[Skipped] 
             images[i] = load_image(items[i][0], size, resize)
             ok[i] = True
         except Exception as e:  # recorded below, never raised into training
-            reason = str(e) if isinstance(e, ValueError) else f"cannot be read ({getattr(e, 'strerror', None) or e})"
+            reason = _why_unreadable(e)
             return Skipped(items[i][0], reason)
         return None
 
@@ -443,7 +448,7 @@ class FileImages:
         try:
             return load_image(path, self.size, self.resize)
         except Exception as e:  # reported once, never raised into training
-            reason = str(e) if isinstance(e, ValueError) else f"cannot be read ({getattr(e, 'strerror', None) or e})"
+            reason = _why_unreadable(e)
             with self._lock:
                 if path not in self._failed:
                     self._failed.add(path)
@@ -457,7 +462,8 @@ class FileImages:
         out = np.empty((len(indices), self.size, self.size, 3), np.uint8)
         # A pool per batch (thread start-up is ~1 % of decoding a batch): nothing to close, nothing
         # left running when a training stops or fails.
-        with ThreadPoolExecutor(min(self.workers, max(1, len(indices))), thread_name_prefix="transferlab-decode") as pool:
+        workers = min(self.workers, max(1, len(indices)))
+        with ThreadPoolExecutor(workers, thread_name_prefix="transferlab-decode") as pool:
             for j, image in enumerate(pool.map(self._one, [int(i) for i in indices])):
                 out[j] = image
         return out
