@@ -436,10 +436,6 @@ class FileImages:
     def shape(self) -> tuple[int, int, int, int]:
         return (len(self.paths), self.size, self.size, 3)
 
-    @property
-    def ndim(self) -> int:
-        return 4
-
     def __len__(self) -> int:
         return len(self.paths)
 
