@@ -17,7 +17,7 @@ import streamlit as st
 from core import data
 from core.runs import list_runs
 from core.training import REGISTRY
-from ui import cache, runtime, state, widgets
+from ui import cache, i18n, runtime, state, widgets
 
 PAGES = [
     st.Page("app_pages/dataset.py", title="Dataset", icon=":material/folder_open:", default=True),
@@ -33,8 +33,10 @@ PAGES = [
 def main() -> None:
     runtime.keep_keras_state()  # a training thread runs in this process (see ui/runtime.py)
     st.set_page_config(page_title="Transfer Lab", page_icon=":material/layers:", layout="wide")
+    i18n.keep_in_url()  # ?lang=ja: a refresh or a shared link opens in the same language
     page = st.navigation(PAGES)
     with st.sidebar:
+        i18n.language_switch()
         dataset_panel()
         job_panel()
     page.run()

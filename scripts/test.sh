@@ -10,12 +10,13 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 
-# The end-to-end tests drive Debian's chromium (Playwright's own browser download is not used).
-if ! command -v chromium >/dev/null 2>&1; then
+# The end-to-end tests drive Debian's chromium (Playwright's own browser download is not used);
+# Noto CJK gives it Japanese glyphs, so the Japanese screenshots show text, not boxes.
+if ! command -v chromium >/dev/null 2>&1 || ! fc-list 2>/dev/null | grep -qi "Noto Sans CJK"; then
   SUDO=""
   [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1 && SUDO="sudo"
   if [ "$(id -u)" -eq 0 ] || [ -n "$SUDO" ]; then
-    $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+    $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium fonts-noto-cjk >/dev/null
   fi
 fi
 if ! command -v chromium >/dev/null 2>&1; then
