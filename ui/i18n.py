@@ -28,6 +28,8 @@ from babel.messages.pofile import read_po
 from babel.numbers import format_decimal, format_percent
 from babel.support import NullTranslations, Translations
 
+from core.messages import Message, message_of
+
 LANGUAGES = {"en": "English", "ja": "日本語"}  # code -> the language's name in itself
 SOURCE = "en"
 PARAM = "lang"   # the URL's query parameter
@@ -136,3 +138,16 @@ def fmt_num(x, digits: int = 2) -> str:
 def fmt_pct(x, digits: int = 1) -> str:
     """A fraction as a percentage with a fixed number of decimals: 0.9781 -> '97.8%'."""
     return format_percent(x, format=f"#,##0.{'0' * digits}%" if digits else "#,##0%", locale=_locale())
+
+
+def tm(message) -> str:
+    """A sentence from the engine (core.messages.Message, or a plain English sentence) in the
+    session's language; a sentence the catalog does not know is shown as it is."""
+    if isinstance(message, Message):
+        return t(message.msgid, **{k: tm(v) if isinstance(v, Message) else v for k, v in message.params.items()})
+    return t(str(message))
+
+
+def error_text(e: BaseException) -> str:
+    """What to show for an error the engine explained (see core.messages.Explained)."""
+    return tm(message_of(e))
