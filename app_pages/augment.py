@@ -7,7 +7,8 @@ import streamlit as st
 
 from core import data
 from core.augment import AugmentConfig
-from ui import cache, state, widgets
+from ui import cache, i18n, state, widgets
+from ui.i18n import N_, t
 
 PREVIEW_SIZE = 160
 VARIANTS = 12
@@ -24,19 +25,22 @@ RANGES = {
 }
 FLIPS = ("horizontal_flip", "vertical_flip")
 HELP = {
-    "rotation": "Random rotation, up to this many degrees either way.",
-    "width_shift": "Random horizontal shift, as a fraction of the width.",
-    "height_shift": "Random vertical shift, as a fraction of the height.",
-    "shear": "Random shear (slanting), as a fraction.",
-    "zoom": "Random zoom in or out, by up to this fraction.",
-    "brightness": "Random brightness change, as a fraction of the value range.",
-    "contrast": "Random contrast change, as a fraction.",
-    "hue": "Random hue shift, as a fraction of a full turn of the colour wheel.",
+    "rotation": N_("Random rotation, up to this many degrees either way."),
+    "width_shift": N_("Random horizontal shift, as a fraction of the width."),
+    "height_shift": N_("Random vertical shift, as a fraction of the height."),
+    "shear": N_("Random shear (slanting), as a fraction."),
+    "zoom": N_("Random zoom in or out, by up to this fraction."),
+    "brightness": N_("Random brightness change, as a fraction of the value range."),
+    "contrast": N_("Random contrast change, as a fraction."),
+    "hue": N_("Random hue shift, as a fraction of a full turn of the colour wheel."),
 }
+LABELS = {"rotation": N_("Rotation"), "width_shift": N_("Width shift"), "height_shift": N_("Height shift"),
+          "shear": N_("Shear"), "zoom": N_("Zoom"), "brightness": N_("Brightness"), "contrast": N_("Contrast"),
+          "hue": N_("Hue"), "horizontal_flip": N_("Horizontal flip"), "vertical_flip": N_("Vertical flip")}
 
 
 def main() -> None:
-    widgets.page_intro("Augment", (
+    widgets.page_intro(t("Augment"), t(
         "With few images a network memorises them; augmentation shows it a slightly different version "
         "of every image at every epoch (turned, shifted, zoomed, flipped, recoloured), so it has to "
         "learn the object rather than the pixels. Move a slider and the grid shows what training "
@@ -52,30 +56,30 @@ def main() -> None:
 
 def image_picker():
     """One image to augment: from the current dataset, or uploaded."""
-    source = st.radio("Image", ["From the dataset", "Upload one"], horizontal=True, key="aug_source",
-                      persist_state="session")
+    source = st.radio(t("Image"), [N_("From the dataset"), N_("Upload one")], format_func=t, horizontal=True,
+                      key="aug_source", persist_state="session")
     if source == "Upload one":
-        upload = st.file_uploader("An image file", type=sorted(e.lstrip(".") for e in data.IMAGE_EXTENSIONS),
+        upload = st.file_uploader(t("An image file"), type=sorted(e.lstrip(".") for e in data.IMAGE_EXTENSIONS),
                                   key="aug_upload")
         if upload is None:
-            st.caption("Choose a file to see it augmented.")
+            st.caption(t("Choose a file to see it augmented."))
             return None
         try:
             return data.load_image(upload, PREVIEW_SIZE)
         except ValueError as e:
-            st.error(f"{upload.name} cannot be used: {e}.")
+            st.error(t("{name} cannot be used: {why}.", name=upload.name, why=e))
             return None
     try:
         ds = state.current_dataset()
     except data.DatasetError as e:
-        st.error(str(e))
+        st.error(i18n.error_text(e))
         return None
     items = ds.splits["train"]
     left, right = st.columns(2)
-    label = left.selectbox("Class", range(len(ds.classes)), format_func=lambda i: ds.classes[i],
+    label = left.selectbox(t("Class"), range(len(ds.classes)), format_func=lambda i: ds.classes[i],
                            key="aug_class", persist_state="session")
     paths = [p for p, lab in items if lab == label]
-    path = right.selectbox("File", paths, format_func=os.path.basename, key="aug_file", persist_state="session")
+    path = right.selectbox(t("File"), paths, format_func=os.path.basename, key="aug_file", persist_state="session")
     return cache.thumbnail(path, PREVIEW_SIZE) if path else None
 
 
@@ -85,21 +89,21 @@ def augment_sliders() -> AugmentConfig:
     for name, value in current.items():  # seed the widgets from the one stored config
         st.session_state.setdefault(f"aug_{name}", widget_value(name, value))
     presets = st.columns(3)
-    presets[0].button("Classic", on_click=apply_preset, args=(AugmentConfig.classic(),),
-                      help="Deep Learning with Python §5.2: rotation 40°, shifts 0.2, shear 0.2, zoom 0.2, "
-                           "horizontal flip.", width="stretch", key="aug_classic")
-    presets[1].button("Light", on_click=apply_preset, args=(AugmentConfig.light(),),
-                      help="The Keras blog's: shear 0.2, zoom 0.2, horizontal flip. A small convnet trained "
-                           "from scratch learns faster with it (docs/BENCHMARKS.md).", width="stretch",
+    presets[0].button(t("Classic"), on_click=apply_preset, args=(AugmentConfig.classic(),),
+                      help=t("Deep Learning with Python §5.2: rotation 40°, shifts 0.2, shear 0.2, zoom 0.2, "
+                             "horizontal flip."), width="stretch", key="aug_classic")
+    presets[1].button(t("Light"), on_click=apply_preset, args=(AugmentConfig.light(),),
+                      help=t("The Keras blog's: shear 0.2, zoom 0.2, horizontal flip. A small convnet trained "
+                             "from scratch learns faster with it (docs/BENCHMARKS.md)."), width="stretch",
                       key="aug_light")
-    presets[2].button("None", on_click=apply_preset, args=(AugmentConfig(),), width="stretch",
-                      key="aug_none", help="Every slider to zero: the images as they are.")
+    presets[2].button(t("None"), on_click=apply_preset, args=(AugmentConfig(),), width="stretch",
+                      key="aug_none", help=t("Every slider to zero: the images as they are."))
     values = {}
     for name, (low, high, step, fmt) in RANGES.items():
-        values[name] = st.slider(name.replace("_", " ").capitalize(), low, high, step=step, format=fmt,
-                                 key=f"aug_{name}", help=HELP[name])
+        values[name] = st.slider(t(LABELS[name]), low, high, step=step, format=fmt,
+                                 key=f"aug_{name}", help=t(HELP[name]))
     for name in FLIPS:
-        values[name] = st.checkbox(name.replace("_", " ").capitalize(), key=f"aug_{name}")
+        values[name] = st.checkbox(t(LABELS[name]), key=f"aug_{name}")
     config = AugmentConfig.from_dict(values)
     state.set_augment_config(config)
     return config
@@ -120,11 +124,13 @@ def variants_grid(image, config: AugmentConfig) -> None:
     if image is None:
         return
     head, button = st.columns([3, 1])
-    head.markdown(f"**The original and {VARIANTS - 1} random variants** — {widgets.describe_augment(config)}")
-    if button.button("New draw", key="aug_reseed", help="Draw other random variants with the same settings."):
+    head.markdown(t("**The original and {n} random variants** — {settings}", n=VARIANTS - 1,
+                    settings=widgets.describe_augment(config)))
+    if button.button(t("New draw"), key="aug_reseed", help=t("Draw other random variants with the same settings.")):
         st.session_state["aug_seed"] = st.session_state.get("aug_seed", 0) + 1
     variants = cache.augment_preview(image, config.to_dict(), VARIANTS - 1, st.session_state.get("aug_seed", 0))
-    widgets.image_grid([image] + variants, ["original"] + [f"variant {i}" for i in range(1, VARIANTS)], columns=4)
+    widgets.image_grid([image] + variants, [t("original")] + [t("variant {i}", i=i) for i in range(1, VARIANTS)],
+                       columns=4)
 
 
 main()

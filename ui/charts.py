@@ -6,7 +6,10 @@ from collections import Counter
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from ui.i18n import N_, t
+
 SPLIT_COLOURS = {"train": "#4C78A8", "validation": "#F58518", "test": "#54A24B"}
+SPLIT_NAMES = {"train": N_("train"), "validation": N_("validation"), "test": N_("test")}
 MAX_BATCH_POINTS = 1500  # per-batch curves are thinned above this, so the browser stays fast
 
 
@@ -15,10 +18,10 @@ def split_counts(counts: dict[str, dict[str, int]]) -> go.Figure:
     fig = go.Figure()
     for split, per_class in counts.items():
         if sum(per_class.values()):
-            fig.add_bar(name=split, x=list(per_class), y=list(per_class.values()),
+            fig.add_bar(name=t(SPLIT_NAMES.get(split, split)), x=list(per_class), y=list(per_class.values()),
                         marker_color=SPLIT_COLOURS.get(split), text=list(per_class.values()))
     fig.update_layout(barmode="group", height=320, margin=dict(l=10, r=10, t=30, b=10),
-                      yaxis_title="images", legend_title_text="split")
+                      yaxis_title=t("images"), legend_title_text=t("split"))
     return fig
 
 
@@ -31,9 +34,9 @@ def image_sizes(sizes: dict[str, tuple[int, int]]) -> go.Figure:
     fig = go.Figure(go.Scatter(
         x=[w for w, _ in dims], y=[h for _, h in dims], mode="markers",
         marker=dict(size=[8 + 32 * (k / biggest) ** 0.5 for k in n], opacity=0.6, color="#4C78A8"),
-        text=[f"{w}×{h}: {k} images" for (w, h), k in zip(dims, n)], hoverinfo="text"))
+        text=[t("{w}×{h}: {n} images", w=w, h=h, n=k) for (w, h), k in zip(dims, n)], hoverinfo="text"))
     fig.update_layout(height=320, margin=dict(l=10, r=10, t=30, b=10),
-                      xaxis_title="width (px)", yaxis_title="height (px)")
+                      xaxis_title=t("width (px)"), yaxis_title=t("height (px)"))
     fig.update_xaxes(rangemode="tozero")
     fig.update_yaxes(rangemode="tozero")
     return fig
@@ -67,9 +70,9 @@ def training_curves(series: list[dict], title: str | None = None) -> go.Figure:
         for col, y in ((1, loss), (2, acc)):
             fig.add_trace(go.Scatter(x=x, y=y, name=s["name"], legendgroup=s["name"],
                                      showlegend=col == 1, **style), row=1, col=col)
-    fig.update_xaxes(title_text="epoch")
-    fig.update_yaxes(title_text="loss", rangemode="tozero", row=1, col=1)
-    fig.update_yaxes(title_text="accuracy", range=[0, 1.02], row=1, col=2)
+    fig.update_xaxes(title_text=t("epoch"))
+    fig.update_yaxes(title_text=t("loss"), rangemode="tozero", row=1, col=1)
+    fig.update_yaxes(title_text=t("accuracy"), range=[0, 1.02], row=1, col=2)
     fig.update_layout(height=340, margin=dict(l=10, r=10, t=40 if title else 20, b=10),
                       legend=dict(orientation="h", y=-0.22), title=title, uirevision="curves")
     return fig
@@ -84,15 +87,15 @@ def job_curves(batches: list[dict], epochs: list[dict]) -> go.Figure:
     """The live curves of a training job: train per batch, validation per epoch."""
     series = []
     if batches:
-        series.append({"name": "train (per batch)", "kind": "batch", "x": batch_positions(batches),
+        series.append({"name": t("train (per batch)"), "kind": "batch", "x": batch_positions(batches),
                        "loss": [b["loss"] for b in batches], "accuracy": [b["accuracy"] for b in batches],
                        "color": "#4C78A8"})
     if epochs:
-        series.append({"name": "train (epoch mean)", "kind": "epoch", "x": [e["epoch"] for e in epochs],
+        series.append({"name": t("train (epoch mean)"), "kind": "epoch", "x": [e["epoch"] for e in epochs],
                        "loss": [e["loss"] for e in epochs], "accuracy": [e["accuracy"] for e in epochs],
                        "color": "#4C78A8", "dash": "dot"})
         val = [e for e in epochs if e.get("val_loss") is not None]
-        series.append({"name": "validation", "kind": "epoch", "x": [e["epoch"] for e in val],
+        series.append({"name": t("validation"), "kind": "epoch", "x": [e["epoch"] for e in val],
                        "loss": [e["val_loss"] for e in val], "accuracy": [e["val_accuracy"] for e in val],
                        "color": "#F58518"})
     fig = training_curves(series)
@@ -107,10 +110,10 @@ def history_curves(runs: list[dict]) -> go.Figure:
     for i, run in enumerate(runs):
         hist, colour = run["history"], palette[i % len(palette)]
         val = [h for h in hist if h.get("val_loss") is not None]
-        series.append({"name": f"{run['id']} validation", "kind": "epoch", "color": colour,
+        series.append({"name": t("{run} validation", run=run["id"]), "kind": "epoch", "color": colour,
                        "x": [h["epoch"] for h in val], "loss": [h["val_loss"] for h in val],
                        "accuracy": [h["val_accuracy"] for h in val]})
-        series.append({"name": f"{run['id']} train", "kind": "epoch", "color": colour, "dash": "dot",
+        series.append({"name": t("{run} train", run=run["id"]), "kind": "epoch", "color": colour, "dash": "dot",
                        "x": [h["epoch"] for h in hist], "loss": [h["loss"] for h in hist],
                        "accuracy": [h["accuracy"] for h in hist]})
     return training_curves(series)
@@ -127,12 +130,13 @@ def _mark_phases(fig: go.Figure, epochs: list[dict]) -> None:
 def confusion_matrix(cm: list[list[int]], classes: list[str], selected: tuple[int, int] | None = None) -> go.Figure:
     """Rows: true class; columns: predicted class; the chosen cell outlined."""
     fig = go.Figure(go.Heatmap(z=cm, x=classes, y=classes, colorscale="Blues", text=cm,
-                               texttemplate="%{text}", hovertemplate="true %{y}, predicted %{x}: %{z}<extra></extra>",
+                               texttemplate="%{text}",
+                               hovertemplate=t("true %{y}, predicted %{x}: %{z}") + "<extra></extra>",
                                showscale=False))
     if selected:
-        t, p = selected
-        fig.add_shape(type="rect", x0=p - 0.5, x1=p + 0.5, y0=t - 0.5, y1=t + 0.5,
+        true, pred = selected
+        fig.add_shape(type="rect", x0=pred - 0.5, x1=pred + 0.5, y0=true - 0.5, y1=true + 0.5,
                       line=dict(color="#E45756", width=3))
     fig.update_layout(height=120 + 60 * len(classes), margin=dict(l=10, r=10, t=30, b=10),
-                      xaxis_title="predicted", yaxis_title="true", yaxis_autorange="reversed")
+                      xaxis_title=t("predicted"), yaxis_title=t("true"), yaxis_autorange="reversed")
     return fig
