@@ -27,9 +27,10 @@ def training_device() -> str:
 
 
 @st.cache_data(show_spinner="Checking every image in the folder…", max_entries=16)
-def scan_dataset(path: str, val_fraction: float, test_fraction: float, seed: int) -> data.Dataset:
-    """core.data.scan, keyed on the folder, the split fractions and the seed."""
-    return data.scan(path, val_fraction, test_fraction, seed)
+def scan_dataset(path: str, val_fraction: float, test_fraction: float, seed: int, _progress=None) -> data.Dataset:
+    """core.data.scan within the data roots, keyed on the folder, the split fractions and the seed
+    (`_progress(done, total)`, not part of the key, hears how far the check of the files is)."""
+    return data.scan(path, val_fraction, test_fraction, seed, within=data.data_roots(), progress=_progress)
 
 
 @st.cache_data(show_spinner=False, max_entries=2048)
