@@ -63,19 +63,19 @@ def image_picker():
         try:
             return data.load_image(upload, PREVIEW_SIZE)
         except ValueError as e:
-            st.error(f"{upload.name} cannot be used: {e}.")
+            st.error(f"{widgets.plain(upload.name)} cannot be used: {widgets.plain(e)}.")
             return None
     try:
         ds = state.current_dataset()
     except data.DatasetError as e:
-        st.error(str(e))
+        st.error(widgets.plain(e))
         return None
     items = ds.splits["train"]
     left, right = st.columns(2)
     label = left.selectbox("Class", range(len(ds.classes)), format_func=lambda i: ds.classes[i],
                            key="aug_class", persist_state="session")
     paths = [p for p, lab in items if lab == label]
-    path = right.selectbox("File", paths, format_func=os.path.basename, key="aug_file", persist_state="session")
+    path = right.selectbox("File", paths, format_func=lambda p: data.display_name(os.path.basename(p)), key="aug_file", persist_state="session")
     return cache.thumbnail(path, PREVIEW_SIZE) if path else None
 
 
