@@ -10,7 +10,9 @@ still starts in its old directory mode whenever the first request after a start 
 """
 from __future__ import annotations
 
+import logging
 import os
+import uuid
 
 import streamlit as st
 
@@ -39,21 +41,44 @@ def main() -> None:
         i18n.language_switch()
         dataset_panel()
         job_panel()
-    page.run()
+    run_page(page)
     with st.sidebar:  # after the page: the first call imports TensorFlow, which takes seconds
         device_panel()
 
 
+def run_page(page) -> None:
+    """The page; an error nobody expected is one sentence with a reference to the server log
+    (where the traceback is), never a traceback with the server's paths in the browser."""
+    try:
+        page.run()  # st.rerun, st.stop and st.switch_page raise BaseExceptions: they pass through
+    except Exception:
+        reference = uuid.uuid4().hex[:8]
+        server_log().exception("Unexpected error on a page (reference %s)", reference)
+        st.error(f"Something went wrong on this page. The details are in the server's log under the "
+                 f"reference {reference}: please pass it on to whoever runs this server.")
+
+
+def server_log() -> logging.Logger:
+    """The server's log (stderr of `streamlit run`), where unexpected errors leave their traceback."""
+    log = logging.getLogger("transferlab")
+    if not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+    return log
+
+
 def dataset_panel() -> None:
-    """The dataset every page works on."""
+    """The dataset every page works on (scanned here first, with a progress bar, on whichever page)."""
     path = state.dataset_path()
     st.markdown("**Dataset**")
-    label = "built-in shapes sample" if state.is_sample(path) else os.path.basename(path)
+    label = "built-in shapes sample" if state.is_sample(path) else widgets.plain(os.path.basename(path))
     st.markdown(f":material/folder: {label}")
     try:
-        st.caption(state.current_dataset().summary())
+        st.caption(widgets.plain(state.current_dataset().summary()))
     except data.DatasetError as e:
-        st.caption(f":red[cannot be used: {e}]")
+        st.caption(f":red[cannot be used: {widgets.plain(e)}]")
 
 
 def job_panel() -> None:

@@ -67,19 +67,20 @@ def image_picker():
         try:
             return data.load_image(upload, PREVIEW_SIZE)
         except ValueError as e:
-            st.error(t("{name} cannot be used: {why}.", name=upload.name, why=e))
+            st.error(t("{name} cannot be used: {why}.", name=widgets.plain(upload.name), why=widgets.plain(e)))
             return None
     try:
         ds = state.current_dataset()
     except data.DatasetError as e:
-        st.error(i18n.error_text(e))
+        st.error(widgets.plain(i18n.error_text(e)))
         return None
     items = ds.splits["train"]
     left, right = st.columns(2)
     label = left.selectbox(t("Class"), range(len(ds.classes)), format_func=lambda i: ds.classes[i],
                            key="aug_class", persist_state="session")
     paths = [p for p, lab in items if lab == label]
-    path = right.selectbox(t("File"), paths, format_func=os.path.basename, key="aug_file", persist_state="session")
+    path = right.selectbox(t("File"), paths, format_func=lambda p: data.display_name(os.path.basename(p)),
+                           key="aug_file", persist_state="session")
     return cache.thumbnail(path, PREVIEW_SIZE) if path else None
 
 

@@ -22,7 +22,7 @@ def main() -> None:
     try:
         ds = state.current_dataset()
     except data.DatasetError as e:
-        st.error(str(e))
+        st.error(widgets.plain(e))
         return
     split_settings(ds)
     overview(ds)
@@ -34,7 +34,7 @@ def main() -> None:
 def folder_chooser() -> None:
     """Four ways to pick the dataset: the sample, a typed path, browsing, recent folders."""
     path = state.dataset_path()
-    name = "the built-in shapes sample" if state.is_sample(path) else f"`{path}`"
+    name = "the built-in shapes sample" if state.is_sample(path) else widgets.plain(path)
     info, rescan = st.columns([5, 1])
     info.markdown(f"Current dataset: {name}")
     if rescan.button("Scan again", key="rescan", help="Read the folder again (after adding or removing files)."):
@@ -55,10 +55,10 @@ def open_folder(path: str) -> None:
     try:
         real = folders.allowed_folder(path)
     except folders.FolderNotAllowed as e:
-        st.error(str(e))
+        st.error(widgets.plain(e))
         return
     if not os.path.isdir(real):
-        st.error(f"Folder not found: {real}")
+        st.error(f"Folder not found: {widgets.plain(real)}")
         return
     state.choose_dataset(real)
     folders.remember_folder(real, state.runs_dir())
@@ -88,14 +88,15 @@ def folder_browser() -> None:
     here = st.session_state.get("browse_dir")
     if not here or not any(folders.is_inside(here, r) for r in roots):
         here = roots[0]
-    root = st.selectbox("Data root", roots, index=next(i for i, r in enumerate(roots) if folders.is_inside(here, r)))
+    root = st.selectbox("Data root", roots, index=next(i for i, r in enumerate(roots) if folders.is_inside(here, r)),
+                        format_func=data.display_name)
     if not folders.is_inside(here, root):
         here = root
     st.session_state["browse_dir"] = here
-    st.code(here, language=None)
+    st.code(data.display_name(here), language=None)
     subs = folders.subfolders(here)
     child = st.selectbox("Subfolders", subs, index=None, placeholder="(no subfolder)" if not subs else "choose one",
-                         key="browse_child")
+                         key="browse_child", format_func=data.display_name)
     up, down, use = st.columns(3)
     parent = folders.parent_within_roots(here, roots)
     if up.button("⬆ Up", disabled=parent is None, key="browse_up", width="stretch"):
@@ -105,7 +106,7 @@ def folder_browser() -> None:
         try:  # a subfolder may be a link to a folder outside the roots: never list what is there
             st.session_state["browse_dir"] = folders.allowed_folder(os.path.join(here, child), roots)
         except folders.FolderNotAllowed as e:
-            st.error(str(e))
+            st.error(widgets.plain(e))
         else:
             st.rerun()
     if use.button("Use this folder", key="browse_use", type="primary", width="stretch"):
@@ -118,7 +119,7 @@ def recent_choice() -> None:
     if not recent:
         st.caption("No folder opened yet.")
         return
-    chosen = st.selectbox("Recent folders", recent, key="recent_choice")
+    chosen = st.selectbox("Recent folders", recent, key="recent_choice", format_func=data.display_name)
     if st.button("Open", key="open_recent"):
         open_folder(chosen)
 
@@ -149,9 +150,9 @@ def overview(ds: data.Dataset) -> None:
     for col, split in zip(cols[1:4], data.SPLITS):
         col.metric(f"{split.capitalize()} images", counts.get(split, 0))
     cols[4].metric("Skipped files", len(ds.skipped))
-    st.caption("Classes: " + ", ".join(ds.classes))
+    st.caption("Classes: " + ", ".join(widgets.plain(c) for c in ds.classes))
     for warning in ds.warnings:
-        st.warning(warning)
+        st.warning(widgets.plain(warning))
 
 
 def counts_and_sizes(ds: data.Dataset) -> None:
@@ -181,7 +182,7 @@ def gallery(ds: data.Dataset) -> None:
     train = ds.splits.get("train", [])
     for label, name in enumerate(ds.classes):
         paths = [p for p, lab in train if lab == label][:GALLERY_PER_CLASS]
-        st.markdown(f"**{name}**")
+        st.markdown(f"**{widgets.plain(name)}**")
         widgets.image_grid([cache.thumbnail(p) for p in paths], [os.path.basename(p) for p in paths],
                            columns=GALLERY_PER_CLASS)
 
@@ -192,7 +193,8 @@ def skipped_report(ds: data.Dataset) -> None:
     if not ds.skipped:
         st.caption("Every file in the folder is a usable image.")
         return
-    rows = [{"file": os.path.relpath(s.path, ds.root), "reason": s.reason} for s in ds.skipped]
+    rows = [{"file": data.display_name(os.path.relpath(s.path, ds.root)), "reason": data.display_name(s.reason)}
+            for s in ds.skipped]
     st.dataframe(pd.DataFrame(rows), hide_index=True, key="skipped_table")
 
 

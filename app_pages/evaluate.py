@@ -125,7 +125,7 @@ def cell_gallery(run: dict, metrics: dict, cell: tuple[int, int]) -> None:
     classes = metrics["classes"]
     chosen = results.in_cell(results.predictions(run), cell)
     t, p = cell
-    st.markdown(f"**True {classes[t]}, predicted {classes[p]}** — {len(chosen)} images"
+    st.markdown(f"**True {widgets.plain(classes[t])}, predicted {widgets.plain(classes[p])}** — {len(chosen)} images"
                 + (f" (the {GALLERY_MAX} most confident shown)" if len(chosen) > GALLERY_MAX else ""))
     shown = chosen[:GALLERY_MAX]
     cam = run["has_model"] and st.toggle("Grad-CAM: where the model looked", key="eval_gradcam",

@@ -39,8 +39,9 @@ def probabilities_panel(picked: inside.Picked, probs, names: list[str]) -> None:
         "and the panels below show what it rests on."))
     left, right = st.columns([1, 3], gap="large")
     pred = int(probs.argmax())
-    verdict = "" if picked.true is None else (" ✓" if picked.true == pred else f" ✗ (true: {names[picked.true]})")
-    left.image(picked.image, caption=f"{picked.name}: {names[pred]} {probs[pred]:.1%}{verdict}", width="stretch")
+    verdict = "" if picked.true is None else (" ✓" if picked.true == pred else f" ✗ (true: {widgets.plain(names[picked.true])})")
+    left.image(picked.image, caption=f"{widgets.plain(picked.name)}: {widgets.plain(names[pred])} {probs[pred]:.1%}{verdict}",
+               width="stretch")
     right.plotly_chart(inside_charts.class_probabilities(probs, names, picked.true), key="inspect_probs")
 
 
@@ -89,11 +90,11 @@ def grad_cam_panel(ref, run: dict, picked: inside.Picked, probs, names: list[str
     left, right = st.columns(2)
     left.image(picked.image, caption="the image", width="stretch")
     right.image(inside.cam_overlay(picked.image, heat, opacity), width="stretch",
-                caption=f"evidence for {names[explained]} ({probs[explained]:.1%}) at {layer}, "
+                caption=f"evidence for {widgets.plain(names[explained])} ({probs[explained]:.1%}) at {layer}, "
                         f"{'Grad-CAM++' if method == 'grad-cam++' else 'Grad-CAM'}, "
                         f"{heat.shape[0]}×{heat.shape[1]} cells")
     if not heat.any():
-        st.caption(f"Nothing in {layer} speaks for {names[explained]} on this image: the map is empty.")
+        st.caption(f"Nothing in {layer} speaks for {widgets.plain(names[explained])} on this image: the map is empty.")
 
 
 main()

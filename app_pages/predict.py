@@ -7,7 +7,7 @@ import os
 import pandas as pd
 import streamlit as st
 
-from core import export, predict
+from core import data, export, predict
 from ui import folders, inside, predictor, widgets
 
 GALLERY_MAX = 24
@@ -43,7 +43,7 @@ def uploads_panel(run: dict) -> None:
     rows = predictor.predict_uploads(run, contents)
     for r in rows:
         if r["error"]:
-            st.error(f"{r['path']} cannot be used: {r['error']}.")
+            st.error(f"{widgets.plain(r['path'])} cannot be used: {widgets.plain(r['error'])}.")
     good = [(r, content) for r, (_, content) in zip(rows, contents) if not r["error"]]
     if not good:
         return
@@ -76,14 +76,14 @@ def predict_folder(run: dict, typed: str) -> None:
     try:
         folder = folders.allowed_folder(typed)
     except folders.FolderNotAllowed as e:
-        st.error(str(e))
+        st.error(widgets.plain(e))
         return
     bar = st.progress(0.0, text="Reading the folder…")
     try:
-        rows = predict.predict_folder(predictor.predictor(run), folder,
+        rows = predict.predict_folder(predictor.predictor(run), folder, within=folders.data_roots(),
                                       progress=lambda done, total: bar.progress(done / total, text=f"{done} of {total} files"))
     except predict.PredictError as e:
-        st.error(str(e))
+        st.error(widgets.plain(e))
         return
     finally:
         bar.empty()
@@ -94,11 +94,11 @@ def folder_result(run: dict, result: dict) -> None:
     """The counts per class, the rows, and the CSV."""
     rows, classes = result["rows"], inside.classes(run)
     s = predict.summary(rows, classes)
-    counts = ", ".join(f"{c} {n}" for c, n in s["counts"].items())
-    st.markdown(f"**{result['folder']}** — {widgets.plural(s['images'], 'file')}: {counts}"
+    counts = ", ".join(f"{widgets.plain(c)} {n}" for c, n in s["counts"].items())
+    st.markdown(f"**{widgets.plain(result['folder'])}** — {widgets.plural(s['images'], 'file')}: {counts}"
                 + (f"; {s['errors']} could not be used" if s["errors"] else ""))
     rows_table(rows, classes, "predict_folder_table")
-    name = f"{os.path.basename(result['folder']) or 'folder'}-{run['id']}.csv"
+    name = f"{data.display_name(os.path.basename(result['folder'])) or 'folder'}-{run['id']}.csv"
     st.download_button("Download the CSV", predict.to_csv(rows, predictor.predictor(run).columns()),
                        file_name=name, mime="text/csv", key="predict_folder_csv", icon=":material/download:")
 
@@ -131,7 +131,7 @@ def export_panel(run: dict) -> None:
             try:
                 result = export.export_run(run["run_dir"], fmt, int8 and fmt == "tflite")
             except (export.ExportError, export.ExportFailed) as e:
-                st.error(str(e))
+                st.error(widgets.plain(e))
                 return
         st.session_state[EXPORT_RESULT] = {**result, "run": run["id"]}
     result = st.session_state.get(EXPORT_RESULT)
@@ -141,7 +141,7 @@ def export_panel(run: dict) -> None:
 
 def export_result(result: dict) -> None:
     """Where the export is on the server, its download, and its export.json."""
-    st.success(f"Exported to `{result['folder']}` ({result['bytes'] / 1e6:.2f} MB, {result['seconds']:.1f} s).")
+    st.success(f"Exported to {widgets.plain(result['folder'])} ({result['bytes'] / 1e6:.2f} MB, {result['seconds']:.1f} s).")
     label, name, mime, content = predictor.export_download(result)
     with open(result["info"], encoding="utf-8") as f:
         info = json.load(f)

@@ -35,7 +35,7 @@ def main() -> None:
     try:
         ds = state.current_dataset()
     except data.DatasetError as e:
-        st.error(f"The current dataset cannot be used: {e}")
+        st.error(f"The current dataset cannot be used: {widgets.plain(e)}")
         ds = None
     config = settings(ds)
     if config.strategy != "scratch":
@@ -175,7 +175,7 @@ def start_button(config: TrainConfig, ds) -> None:
     if problem:
         st.warning(problem)
     else:
-        st.caption(f"Trains on {ds.root} — {ds.summary()}. {memory_note(ds, config.image_size)}")
+        st.caption(f"Trains on {widgets.plain(ds.root)} — {widgets.plain(ds.summary())}. {memory_note(ds, config.image_size)}")
     # Not disabled while a job runs: the registry decides, and its JobBusy message says what to do.
     if st.button("Start training", type="primary", key="start", disabled=bool(problem),
                  help="One training at a time per server: this one is busy." if busy else None):

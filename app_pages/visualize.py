@@ -126,12 +126,12 @@ def show_ideal(work: dict, names: list[str]) -> None:
     left, right = st.columns([1, 2], gap="large")
     if work["status"] == "done":
         left.image(work["image"], width="stretch",
-                   caption=f"the ideal {name}: the model gives it {work['probability']:.1%} "
+                   caption=f"the ideal {widgets.plain(name)}: the model gives it {work['probability']:.1%} "
                            f"after {work['total']} steps ({work['seconds']:.0f} s)")
     else:
         why = "cancelled" if work["status"] == "cancelled" else "stopped (the page was changed)"
         left.image(work["image"], width="stretch",
-                   caption=f"{why} at step {work['step']} of {work['total']}: p({name}) = {work['probability']:.1%}")
+                   caption=f"{why} at step {work['step']} of {work['total']}: p({widgets.plain(name)}) = {work['probability']:.1%}")
     right.plotly_chart(inside_charts.probability_by_step(work["points"], name), key="vis_ideal_curve")
 
 
@@ -168,20 +168,20 @@ def show_attack(picked: inside.Picked, probs, adversarial, adv_probs, names, lev
     pred, adv_pred = int(probs.argmax()), int(np.argmax(adv_probs))
     peak = float(np.abs(adversarial - picked.image.astype(np.float32)).max())
     cols = st.columns(3)
-    cols[0].image(picked.image, width="stretch", caption=f"original: {names[pred]} {probs[pred]:.1%}")
+    cols[0].image(picked.image, width="stretch", caption=f"original: {widgets.plain(names[pred])} {probs[pred]:.1%}")
     cols[1].image(inside.perturbation(picked.image, adversarial), width="stretch",
                   caption=f"the perturbation, amplified ×{127.5 / peak:.0f} (gray: unchanged)" if peak else
                   "no pixel changed (the gradient is zero)")
     cols[2].image(np.uint8(np.round(adversarial)), width="stretch",
-                  caption=f"adversarial (±{levels:g}/255): {names[adv_pred]} {adv_probs[adv_pred]:.1%}")
+                  caption=f"adversarial (±{levels:g}/255): {widgets.plain(names[adv_pred])} {adv_probs[adv_pred]:.1%}")
     if target is not None:
         verdict = "reached" if adv_pred == target else "not reached: raise epsilon or the steps"
-        st.markdown(f"Target **{names[target]}** {verdict} — p({names[target]}) went from "
+        st.markdown(f"Target **{widgets.plain(names[target])}** {verdict} — p({widgets.plain(names[target])}) went from "
                     f"{probs[target]:.1%} to {adv_probs[target]:.1%}.")
     else:
         verdict = "changed" if adv_pred != pred else "unchanged"
-        st.markdown(f"Prediction **{verdict}**: {names[pred]} {probs[pred]:.1%} → "
-                    f"{names[adv_pred]} {adv_probs[adv_pred]:.1%}.")
+        st.markdown(f"Prediction **{verdict}**: {widgets.plain(names[pred])} {probs[pred]:.1%} → "
+                    f"{widgets.plain(names[adv_pred])} {adv_probs[adv_pred]:.1%}.")
     st.plotly_chart(inside_charts.before_after(probs, adv_probs, names), key="vis_adv_probs")
 
 

@@ -65,7 +65,7 @@ def run_arm(arm: str, data_dir: str, size: int, epochs: int, runs_dir: str) -> d
         augment_config=augment.AugmentConfig.preset(preset).to_dict() if preset else None,
         memory_budget_mb=0 if arm == "streamed" else None)
     augment.build_augmentation = layers_augmentation if arm.endswith("-layers") else composed
-    data._cache.clear()
+    data.DECODE_CACHE.clear()
     job = training.Job(config)
     start = time.perf_counter()
     try:

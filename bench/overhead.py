@@ -69,7 +69,7 @@ def main() -> None:
     seed = 0
 
     def job_arm() -> dict:
-        data._cache.clear()
+        data.DECODE_CACHE.clear()
         runs_dir = os.path.join(work, "runs")
         cpu0 = time.process_time()
         with common.Timer() as t:
@@ -86,7 +86,7 @@ def main() -> None:
                 "test_accuracy": job.result["test_accuracy"], "epochs": len(job.epochs)}
 
     def bare_arm() -> dict:
-        data._cache.clear()
+        data.DECODE_CACHE.clear()
         path = os.path.join(work, "bare-best.keras")
         cpu0 = time.process_time()
         with common.Timer() as t:

@@ -62,7 +62,7 @@ def main() -> None:
     print(f"{len(items)} train images of {ds.root}, {a.base} at {a.size} px, {device}", flush=True)
 
     def decode() -> dict:
-        data._cache.clear()
+        data.DECODE_CACHE.clear()
         with common.Timer() as t:
             x, _, _ = data.load_arrays(items, a.size, [], resize="crop")
         assert len(x) == len(items)
@@ -71,7 +71,7 @@ def main() -> None:
     warm_forward = training.compiled_forward(prefix)
 
     def engine(cold: bool = False) -> dict:
-        data._cache.clear()
+        data.DECODE_CACHE.clear()
         with common.Timer() as total:
             with common.Timer() as t_decode:
                 x, _, _ = data.load_arrays(items, a.size, [], resize="crop")

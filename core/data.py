@@ -6,6 +6,13 @@ Two layouts are read:
 
 Every file is checked before any training starts; the ones that cannot be used are listed in
 `Dataset.skipped` with a reason a person understands. Nothing is ever written into DIR.
+
+Paths: every file listed, read or trained on resolves (links followed) inside the folders it may
+come from: its class folder, and the data roots (`within`). `real_path_within` is the one check;
+the dashboard's typed paths, the scan and the Predict folder all go through it.
+
+Names: a file or folder name that is not valid UTF-8 reaches Python surrogate-escaped; it is
+read by that exact path but shown, and stored (class names in config.json), as `display_name`.
 """
 from __future__ import annotations
 
@@ -14,10 +21,13 @@ import random
 import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from core.sample import default_samples_dir
 
 # Decoded images larger than this are refused (a decompression bomb, or a scan nobody needs).
 MAX_PIXELS = 40_000_000
@@ -25,8 +35,60 @@ ACCEPTED_FORMATS = {"JPEG", "PNG", "GIF", "BMP", "WEBP", "TIFF", "MPO"}
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".jpe", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
 SPLIT_FOLDERS = {"train": "train", "validation": "validation", "val": "validation", "test": "test"}
 SPLITS = ("train", "validation", "test")
+ROOTS_ENV = "TRANSFERLAB_DATA_ROOTS"
+OUTSIDE_CLASS = "link leads outside its class folder"
+OUTSIDE_ROOTS = "link leads outside the folders this server may read"
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
+def decode_workers(limit: int = 16) -> int:
+    """Threads that decode images (PIL releases the GIL while decoding): twice the cores, at most limit."""
+    return min(limit, 2 * (os.cpu_count() or 2))
+
+
+def display_name(name: str) -> str:
+    """A file or folder name as text: bytes that are not UTF-8 (surrogate-escaped by Python)
+    become the replacement character, so the name can be shown and stored as JSON."""
+    return str(name).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def why_unusable(e: Exception) -> str:
+    """Why a file cannot be used, in the words of the scan's report: our own checks raise
+    ValueError with the reason; the file system raises OSError; anything else is a decoder bug."""
+    if isinstance(e, ValueError):
+        return str(e)
+    if isinstance(e, OSError):
+        return f"cannot be read ({e.strerror or e})"
+    return f"cannot be decoded ({type(e).__name__}: {e})"
+
+
+# ---------------------------------------------------------------- where files may come from
+
+def data_roots() -> list[str]:
+    """TRANSFERLAB_DATA_ROOTS (':'-separated), default the working directory; the samples always."""
+    env = os.environ.get(ROOTS_ENV, "")
+    roots = [r for r in env.split(os.pathsep) if r.strip()] or [os.getcwd()]
+    # Our own generated sample is always readable, whatever the roots.
+    roots.append(default_samples_dir())
+    out = []
+    for r in roots:
+        real = os.path.realpath(os.path.expanduser(r.strip()))
+        if real not in out:
+            out.append(real)
+    return out
+
+
+def is_inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def real_path_within(path: str, within: list[str]) -> str | None:
+    """The real path of `path` (every link and '..' resolved) when it lies inside one of the
+    real folders `within`; None when it leads anywhere else. ValueError for a path no file can
+    have (an embedded NUL byte)."""
+    real = os.path.realpath(os.path.expanduser(str(path)))
+    return real if any(is_inside(real, r) for r in within) else None
 
 
 class DatasetError(ValueError):
@@ -48,6 +110,9 @@ class Dataset:
     skipped: list[Skipped] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     sizes: dict[str, tuple[int, int]] = field(default_factory=dict)  # path -> (width, height)
+    # The folder name of each class (classes[i] is display_name(class_folders[i]), what is shown
+    # and stored in config.json); files are read by their paths in `splits`, never by class name.
+    class_folders: list[str] = field(default_factory=list)
 
     @property
     def has_test(self) -> bool:
@@ -93,6 +158,8 @@ def _to_rgb(img: Image.Image) -> Image.Image:
 
 def _open_checked(path_or_file) -> Image.Image:
     """Image.open plus our checks (format, pixel count), errors as readable ValueErrors."""
+    if isinstance(path_or_file, str) and os.path.getsize(path_or_file) == 0:
+        raise ValueError("empty file (0 bytes)")
     try:
         img = Image.open(path_or_file)
     except UnidentifiedImageError:
@@ -117,18 +184,60 @@ def _open_checked(path_or_file) -> Image.Image:
     return img
 
 
+# Bytes per pixel and band of the modes PIL decodes to (the rest: one byte per band).
+_BAND_BYTES = {"I": 4, "F": 4, "I;16": 2, "I;16B": 2, "I;16L": 2, "I;16N": 2}
+# Modes whose pixels can be averaged as they are (a palette index or a 1-bit pixel cannot).
+_REDUCIBLE = {"L", "LA", "RGB", "RGBA", "RGBa", "La", "CMYK", "YCbCr"}
+REDUCING_GAP = 3.0  # as Image.resize: shrink by whole factors while the image stays 3x the target
+
+
+def _prepare(img: Image.Image, size: int | None) -> None:
+    """Ask the decoder for a smaller image when only size x size is needed: libjpeg decodes at
+    1/2, 1/4 or 1/8 scale (the result stays >= size). Other formats decode whole."""
+    if size and img.format == "JPEG":
+        img.draft("RGB", (size, size))
+
+
+def decoded_size(img: Image.Image, size: int | None = None) -> int:
+    """Bytes an opened (not yet loaded) image takes at most while _decode works on it: the decoded
+    pixels, plus, for the modes _shrink cannot reduce (palette, 1-bit, 16-bit), two RGBA copies
+    made by the conversion at full size."""
+    _prepare(img, size)
+    w, h = img.size
+    pixels = w * h * len(img.getbands()) * _BAND_BYTES.get(img.mode, 1)
+    return pixels if img.mode in _REDUCIBLE else pixels + 2 * 4 * w * h
+
+
+def _shrink(img: Image.Image, size: int, resize: str) -> Image.Image:
+    """Shrink a loaded image by a whole factor (box averaging) right after decoding, so the mode
+    conversions that follow work on a small image: a 6300x6300 RGBA PNG is converted at 700x700,
+    not at 160 MB a copy. Image.resize would do the same reduction, but only after the conversions."""
+    if img.mode not in _REDUCIBLE:
+        return img
+    w, h = img.size
+    if resize == "crop":
+        fx = fy = int(min(w, h) / size / REDUCING_GAP)
+    else:
+        fx, fy = int(w / size / REDUCING_GAP), int(h / size / REDUCING_GAP)
+    if max(fx, fy) < 2:
+        return img
+    return img.reduce((max(fx, 1), max(fy, 1)))
+
+
 def _decode(img: Image.Image, size: int | None, resize: str = "crop") -> Image.Image:
     """Decode an opened image to upright 8-bit RGB, resized to size x size if given.
 
     resize="crop" keeps the aspect ratio (the central square, as ImageNet models were trained);
     "stretch" squeezes the whole image into the square.
     """
+    if resize not in ("crop", "stretch"):
+        raise ValueError(f"unknown resize mode '{resize}' (use crop or stretch)")
     try:
-        if size and img.format == "JPEG":
-            # Let libjpeg decode at 1/2, 1/4 or 1/8 scale when the result stays >= size.
-            img.draft("RGB", (size, size))
+        _prepare(img, size)
         img.seek(0)  # first frame of an animated GIF / WebP / TIFF
         img.load()
+        if size:
+            img = _shrink(img, size, resize)
         img = ImageOps.exif_transpose(img) or img
         img = _to_rgb(img)
     except (OSError, SyntaxError, ValueError, EOFError) as e:
@@ -139,40 +248,84 @@ def _decode(img: Image.Image, size: int | None, resize: str = "crop") -> Image.I
             w, h = img.size
             side = min(w, h)
             box = ((w - side) // 2, (h - side) // 2, (w - side) // 2 + side, (h - side) // 2 + side)
-        elif resize != "stretch":
-            raise ValueError(f"unknown resize mode '{resize}' (use crop or stretch)")
-        img = img.resize((size, size), Image.BILINEAR, box=box, reducing_gap=3.0)
+        img = img.resize((size, size), Image.BILINEAR, box=box, reducing_gap=REDUCING_GAP)
     return img.copy()
 
 
-def open_image(path_or_file, size: int | None = None, resize: str = "crop") -> Image.Image:
+class DecodeBudget:
+    """Bytes of decoded images in flight, a semaphore counted in bytes: `hold(n)` waits until n
+    bytes are free, then holds them while the image is decoded. A small compressed file can
+    decode to a huge image (a 6300x6300 RGBA PNG of 170 KB is 160 MB), so this, not the upload
+    size, is what keeps many images from many users within the server's memory.
+
+    A budget with a `parent` (one request's share of the server's) holds the bytes in both.
+    An image that alone exceeds the limit, or a wait longer than `wait_seconds` (the server busy
+    with other users' images), raises ValueError with a sentence, like any unusable file.
+    """
+
+    def __init__(self, limit_bytes: int, wait_seconds: float = 30.0, parent: "DecodeBudget | None" = None):
+        self.limit, self.wait_seconds, self.parent = int(limit_bytes), wait_seconds, parent
+        self.in_use = 0
+        self._free = threading.Condition()
+
+    @contextmanager
+    def hold(self, nbytes: int):
+        if nbytes > self.limit:
+            raise ValueError(f"too big once decoded ({nbytes / 1e6:,.0f} MB, over the {self.limit / 1e6:,.0f} MB "
+                             "this server decodes at once); use a smaller image")
+        with self._free:
+            if not self._free.wait_for(lambda: self.in_use + nbytes <= self.limit, self.wait_seconds):
+                raise ValueError("the server is busy decoding other images; try again in a moment")
+            self.in_use += nbytes
+        try:
+            if self.parent is None:
+                yield
+            else:
+                with self.parent.hold(nbytes):
+                    yield
+        finally:
+            with self._free:
+                self.in_use -= nbytes
+                self._free.notify_all()
+
+
+def _server_decode_bytes() -> int:
+    """The server's budget for images being decoded: a quarter of the memory available at start,
+    between 256 MB and 2 GB."""
+    available = available_memory_bytes() or 4 * 1024 ** 3
+    return int(min(2 * 1024 ** 3, max(256 * 1024 ** 2, available // 4)))
+
+
+REQUEST_DECODE_BYTES = 512 * 1024 ** 2  # one request's share: a few of the biggest images at once
+
+
+def open_image(path_or_file, size: int | None = None, resize: str = "crop",
+               budget: DecodeBudget | None = None) -> Image.Image:
     """Open, check and decode one image to upright 8-bit RGB, resized to size x size if given.
 
+    With a `budget`, the decoded bytes are held in it while decoding (waiting for room).
     Raises ValueError with a reason a person understands.
     """
     with _open_checked(path_or_file) as img:
-        return _decode(img, size, resize)
+        if budget is None:
+            return _decode(img, size, resize)
+        with budget.hold(decoded_size(img, size)):
+            return _decode(img, size, resize)
 
 
-def load_image(path_or_file, size: int, resize: str = "crop") -> np.ndarray:
+def load_image(path_or_file, size: int, resize: str = "crop", budget: DecodeBudget | None = None) -> np.ndarray:
     """One image as a uint8 array of shape (size, size, 3), the way training sees it."""
-    return np.asarray(open_image(path_or_file, size, resize), dtype=np.uint8)
+    return np.asarray(open_image(path_or_file, size, resize, budget), dtype=np.uint8)
 
 
 def _check_file(path: str) -> tuple[str | None, tuple[int, int] | None]:
     """(reason to skip or None, (width, height)). Decodes the whole file, at reduced scale."""
     try:
-        if os.path.getsize(path) == 0:
-            return "empty file (0 bytes)", None
         with _open_checked(path) as img:
             full_size = img.size
             _decode(img, 64, "stretch")
-    except ValueError as e:
-        return str(e), None
-    except OSError as e:
-        return f"cannot be read ({e.strerror or e})", None
-    except Exception as e:  # a decoder bug must not stop the scan
-        return f"cannot be decoded ({type(e).__name__}: {e})", None
+    except Exception as e:  # a decoder bug must not stop the scan either
+        return why_unusable(e), None
     return None, full_size
 
 
@@ -182,30 +335,77 @@ def _is_hidden(name: str) -> bool:
     return name.startswith(".") or name.startswith("__MACOSX") or name == "Thumbs.db"
 
 
-def _list_files(folder: str, unreadable: list[Skipped] | None = None) -> list[str]:
-    """All non-hidden files under folder, following symlinks but never looping.
+def list_images(folder: str, skipped: list[Skipped] | None = None, within: list[str] | None = None,
+                outside: str = OUTSIDE_CLASS) -> list[str]:
+    """Every non-hidden file under folder (subfolders too, links followed), each real file once.
 
-    Folders that cannot be listed are appended to `unreadable` (with the reason).
+    A file or subfolder whose link leads outside the real `within` folders (default: folder
+    itself) is not listed, and goes to `skipped` with the reason `outside`, as do folders that
+    cannot be listed. A link back into a folder already listed (a loop) is not followed again.
     """
-    out, seen = [], set()
+    within = within or [os.path.realpath(folder)]
+    out, seen_folders, seen_files = [], set(), set()
 
-    def failed(e: OSError) -> None:
-        if unreadable is not None:
-            unreadable.append(Skipped(e.filename or folder, f"folder cannot be read ({e.strerror or e})"))
+    def skip(path: str, reason: str) -> None:
+        if skipped is not None:
+            skipped.append(Skipped(path, reason))
 
-    for dirpath, dirnames, filenames in os.walk(folder, onerror=failed, followlinks=True):
-        real = os.path.realpath(dirpath)
-        if real in seen:
-            dirnames[:] = []
+    pending = [folder]
+    while pending:
+        here = pending.pop()
+        real_here = os.path.realpath(here)
+        if real_here in seen_folders:
             continue
-        seen.add(real)
-        dirnames[:] = sorted(d for d in dirnames if not _is_hidden(d))
-        out.extend(os.path.join(dirpath, f) for f in sorted(filenames) if not _is_hidden(f))
+        seen_folders.add(real_here)
+        try:
+            with os.scandir(here) as listing:
+                entries = sorted((e for e in listing if not _is_hidden(e.name)), key=lambda e: e.name)
+        except OSError as e:
+            skip(here, f"folder cannot be read ({e.strerror or e})")
+            continue
+        subfolders = []
+        for entry in entries:
+            real = os.path.realpath(entry.path) if entry.is_symlink() else os.path.join(real_here, entry.name)
+            if not any(is_inside(real, r) for r in within):
+                skip(entry.path, outside)
+            elif _is_folder(entry):
+                subfolders.append(entry.path)
+            elif real not in seen_files:  # a second link to a file already listed adds nothing
+                seen_files.add(real)
+                out.append(entry.path)
+        pending.extend(reversed(subfolders))  # depth first, in name order, as os.walk
+    return out
+
+
+def _is_folder(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
+
+
+def _class_folders(parent: str, within: list[str], skipped: list[Skipped]) -> list[str]:
+    """The visible subfolders of parent that may be read as class (or split) folders, by name.
+
+    One that is a link is refused when it leads outside `within` (the data roots), or back into
+    or above parent (`dogs2 -> dogs`, `all -> ..`): those files are listed where they really are.
+    """
+    out = []
+    real_parent = os.path.realpath(parent)
+    for name in _subfolders(parent):
+        path = os.path.join(parent, name)
+        real = os.path.realpath(path)
+        if not any(is_inside(real, r) for r in within):
+            skipped.append(Skipped(path, OUTSIDE_ROOTS))
+        elif real != os.path.join(real_parent, name) and (is_inside(real, real_parent) or is_inside(real_parent, real)):
+            skipped.append(Skipped(path, "link to another folder of this dataset (its files are listed there)"))
+        else:
+            out.append(name)
     return out
 
 
 def _subfolders(folder: str) -> list[str]:
-    return sorted(e.name for e in os.scandir(folder) if e.is_dir() and not _is_hidden(e.name))
+    return sorted(e.name for e in os.scandir(folder) if _is_folder(e) and not _is_hidden(e.name))
 
 
 def _stray_files(folder: str) -> list[str]:
@@ -231,41 +431,55 @@ def _stratified_split(items: list[tuple[str, int]], n_classes: int, val_fraction
 
 
 def scan(root: str, val_fraction: float = 0.15, test_fraction: float = 0.15, seed: int = 0,
-         workers: int | None = None) -> Dataset:
-    """Read a dataset folder and check every file in it (decoding each one, in parallel)."""
+         workers: int | None = None, within: list[str] | None = None, progress=None) -> Dataset:
+    """Read a dataset folder and check every file in it (decoding each one, in parallel).
+
+    Every file read resolves inside its class folder and inside the real folders `within` (the
+    data roots; default the dataset folder itself); the others are skipped with the reason.
+    `progress(done, total)` is called while the files are checked.
+    """
     root = os.path.abspath(os.path.expanduser(str(root)))
+    shown = display_name(root)
     if not os.path.exists(root):
-        raise DatasetError(f"Folder not found: {root}")
+        raise DatasetError(f"Folder not found: {shown}")
     if not os.path.isdir(root):
-        raise DatasetError(f"Not a folder: {root}")
+        raise DatasetError(f"Not a folder: {shown}")
     if not os.access(root, os.R_OK | os.X_OK):
-        raise DatasetError(f"Folder cannot be read (permission denied): {root}")
+        raise DatasetError(f"Folder cannot be read (permission denied): {shown}")
     if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
         raise DatasetError("Split fractions must be between 0 and 1 and add up to less than 1.")
+    within = [os.path.realpath(r) for r in within] if within else [os.path.realpath(root)]
 
-    top = _subfolders(root)
-    split_dirs = {SPLIT_FOLDERS[d.lower()]: d for d in top if d.lower() in SPLIT_FOLDERS}
     skipped, warnings = [], []
-    list_files = lambda folder: _list_files(folder, skipped)  # noqa: E731  unreadable folders reported
-    raw: dict[str, dict[str, list[str]]] = {}  # split -> class -> files
+    top = _class_folders(root, within, skipped)
+    split_dirs = {SPLIT_FOLDERS[d.lower()]: d for d in top if d.lower() in SPLIT_FOLDERS}
+
+    def list_classes(folder: str) -> dict[str, list[str]]:
+        return {c: list_images(os.path.join(folder, c), skipped) for c in _class_folders(folder, within, skipped)}
+
+    raw: dict[str, dict[str, list[str]]] = {}  # split -> class folder -> files
     if "train" in split_dirs:
         layout = "split"
         for other in sorted(set(top) - set(split_dirs.values())):
-            warnings.append(f"Folder '{other}' ignored: with split folders, only train, "
+            warnings.append(f"Folder '{display_name(other)}' ignored: with split folders, only train, "
                             "validation (or val) and test are read.")
         for split, name in split_dirs.items():
             folder = os.path.join(root, name)
-            raw[split] = {c: list_files(os.path.join(folder, c)) for c in _subfolders(folder)}
+            raw[split] = list_classes(folder)
             skipped += [Skipped(p, "not inside a class folder") for p in _stray_files(folder)]
     else:
         layout = "flat"
-        raw["all"] = {c: list_files(os.path.join(root, c)) for c in top}
+        raw["all"] = list_classes(root)
     skipped += [Skipped(p, "not inside a class folder") for p in _stray_files(root)]
 
     # Check every file once, in parallel (PIL releases the GIL while decoding).
     all_files = sorted({p for per_class in raw.values() for files in per_class.values() for p in files})
-    with ThreadPoolExecutor(workers or min(16, 2 * (os.cpu_count() or 2))) as pool:
-        checks = dict(zip(all_files, pool.map(_check_file, all_files)))
+    checks = {}
+    with ThreadPoolExecutor(workers or decode_workers()) as pool:
+        for done, (path, check) in enumerate(zip(all_files, pool.map(_check_file, all_files)), 1):
+            checks[path] = check
+            if progress and (done % 256 == 0 or done == len(all_files)):
+                progress(done, len(all_files))
     sizes = {p: s for p, (reason, s) in checks.items() if reason is None}
     skipped += [Skipped(p, reason) for p, (reason, _) in checks.items() if reason is not None]
 
@@ -275,23 +489,23 @@ def scan(root: str, val_fraction: float = 0.15, test_fraction: float = 0.15, see
     for c, files in usable.items():
         why = unreadable.get(os.path.realpath(os.path.join(root, split_dirs.get("train", ""), c)))
         if not source[c] and why:
-            warnings.append(f"Class folder '{c}' was ignored: its {why}.")
+            warnings.append(f"Class folder '{display_name(c)}' was ignored: its {why}.")
         elif not source[c]:
-            warnings.append(f"Class folder '{c}' is empty and was ignored.")
+            warnings.append(f"Class folder '{display_name(c)}' is empty and was ignored.")
         elif not files:
-            warnings.append(f"Class folder '{c}' has no usable image and was ignored.")
-    classes = [c for c, files in usable.items() if files]
-    if len(classes) < 2:
-        found = ", ".join(f"'{c}'" for c in classes) or "none"
+            warnings.append(f"Class folder '{display_name(c)}' has no usable image and was ignored.")
+    class_folders = [c for c, files in usable.items() if files]
+    if len(class_folders) < 2:
+        found = ", ".join(f"'{display_name(c)}'" for c in class_folders) or "none"
         raise DatasetError(
-            f"Need at least two class folders with usable images in {root} "
+            f"Need at least two class folders with usable images in {shown} "
             f"(found {found}). Put each class's images in its own subfolder, e.g. "
-            f"{root}/cats/*.jpg and {root}/dogs/*.jpg.")
-    index = {c: i for i, c in enumerate(classes)}
+            f"{shown}/cats/*.jpg and {shown}/dogs/*.jpg.")
+    index = {c: i for i, c in enumerate(class_folders)}
 
     if layout == "flat":
-        items = [(p, index[c]) for c in classes for p in usable[c]]
-        splits = _stratified_split(items, len(classes), val_fraction, test_fraction, seed)
+        items = [(p, index[c]) for c in class_folders for p in usable[c]]
+        splits = _stratified_split(items, len(class_folders), val_fraction, test_fraction, seed)
     else:
         splits = {}
         for split in SPLITS:
@@ -300,29 +514,73 @@ def scan(root: str, val_fraction: float = 0.15, test_fraction: float = 0.15, see
                 good = [p for p in files if p in sizes]
                 if c not in index:
                     if good and split != "train":
-                        warnings.append(f"Class '{c}' of the {split} folder is not in train; "
+                        warnings.append(f"Class '{display_name(c)}' of the {split} folder is not in train; "
                                         f"its {len(good)} images were ignored.")
                     continue
                 items += [(p, index[c]) for p in good]
             splits[split] = items
         if not splits["validation"]:
             # No validation folder: carve one out of train, stratified and seeded.
-            carved = _stratified_split(splits["train"], len(classes), val_fraction or 0.15, 0, seed)
+            carved = _stratified_split(splits["train"], len(class_folders), val_fraction or 0.15, 0, seed)
             splits["train"], splits["validation"] = carved["train"], carved["validation"]
             warnings.append("No validation folder: a stratified share of train is used for validation.")
-    return Dataset(root, layout, classes, splits, skipped, warnings, sizes)
+    return Dataset(root, layout, class_names(class_folders), splits, skipped, warnings, sizes, class_folders)
+
+
+def class_names(folders: list[str]) -> list[str]:
+    """The class names shown and stored for these class folder names: display_name, and when two
+    differ only in bytes that are not UTF-8, a number after the second so every name is unique."""
+    out = []
+    for folder in folders:
+        name, n = display_name(folder), 2
+        while name in out:
+            name, n = f"{display_name(folder)} ({n})", n + 1
+        out.append(name)
+    return out
 
 
 # ---------------------------------------------------------------- decoding once, in memory
 
-_cache: "OrderedDict[tuple, tuple[np.ndarray, np.ndarray]]" = OrderedDict()
-_cache_lock = threading.Lock()
-CACHE_BYTES = 3 * 1024 ** 3
+class DecodeCache:
+    """load_arrays' results, most recently used last, holding at most `limit_bytes` of images
+    (default: the memory budget at the time of each put, so the cache and a training's decoded
+    images come out of the same budget). A second run on the same data decodes nothing."""
+
+    def __init__(self, limit_bytes: int | None = None):
+        self.limit_bytes = limit_bytes
+        self._entries: "OrderedDict[tuple, tuple]" = OrderedDict()
+        self._lock = threading.Lock()
+
+    @property
+    def nbytes(self) -> int:
+        with self._lock:
+            return sum(images.nbytes for images, *_ in self._entries.values())
+
+    def get(self, key: tuple):
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                return self._entries[key]
+        return None
+
+    def put(self, key: tuple, result: tuple) -> None:
+        limit = self.limit_bytes
+        if limit is None:
+            try:
+                limit = memory_budget()
+            except DatasetError:  # a bad TRANSFERLAB_MEMORY_BUDGET_MB: the training says so; keep nothing
+                limit = 0
+        with self._lock:
+            self._entries[key] = result
+            while self._entries and sum(r[0].nbytes for r in self._entries.values()) > limit:
+                self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
 
 
-def _why_unreadable(e: Exception) -> str:
-    """The reason a file failed after the scan, in the words of the scan's report."""
-    return str(e) if isinstance(e, ValueError) else f"cannot be read ({getattr(e, 'strerror', None) or e})"
+DECODE_CACHE = DecodeCache()
 
 
 def load_arrays(items: list[tuple[str, int]], size: int, skipped: list[Skipped] | None = None,
@@ -331,13 +589,12 @@ def load_arrays(items: list[tuple[str, int]], size: int, skipped: list[Skipped] 
     """Decode and resize every (path, label) once: (uint8 images [N,size,size,3], labels, paths).
 
     A file that fails now (changed since the scan) is appended to `skipped`, never raised.
-    Results are kept in a small in-process cache, so a second run on the same data decodes nothing.
+    Results are kept in DECODE_CACHE, so a second run on the same data decodes nothing.
     """
     key = (tuple(items), size, resize)
-    with _cache_lock:
-        if key in _cache:
-            _cache.move_to_end(key)
-            return _cache[key]
+    cached = DECODE_CACHE.get(key)
+    if cached is not None:
+        return cached
     images = np.zeros((len(items), size, size, 3), np.uint8)
     ok = np.zeros(len(items), bool)
 
@@ -346,12 +603,11 @@ def load_arrays(items: list[tuple[str, int]], size: int, skipped: list[Skipped] 
             images[i] = load_image(items[i][0], size, resize)
             ok[i] = True
         except Exception as e:  # recorded below, never raised into training
-            reason = _why_unreadable(e)
-            return Skipped(items[i][0], reason)
+            return Skipped(items[i][0], why_unusable(e))
         return None
 
     failures = []
-    with ThreadPoolExecutor(workers or min(16, 2 * (os.cpu_count() or 2))) as pool:
+    with ThreadPoolExecutor(workers or decode_workers()) as pool:
         for done, result in enumerate(pool.map(work, range(len(items))), 1):
             if result:
                 failures.append(result)
@@ -362,10 +618,7 @@ def load_arrays(items: list[tuple[str, int]], size: int, skipped: list[Skipped] 
     labels = np.array([lab for _, lab in items], np.int32)[ok]
     paths = [p for (p, _), good in zip(items, ok) if good]
     result = (images[ok] if not ok.all() else images, labels, paths)
-    with _cache_lock:
-        _cache[key] = result
-        while sum(r[0].nbytes for r in _cache.values()) > CACHE_BYTES and len(_cache) > 1:
-            _cache.popitem(last=False)
+    DECODE_CACHE.put(key, result)
     return result
 
 
@@ -391,7 +644,10 @@ def available_memory_bytes() -> int | None:
 
 def memory_budget(megabytes: float | None = None) -> int:
     """Bytes of decoded images a training may hold in memory: `megabytes` if given, else
-    TRANSFERLAB_MEMORY_BUDGET_MB, else half of the memory available now (2 GB when unknown)."""
+    TRANSFERLAB_MEMORY_BUDGET_MB, else half of the memory available now (2 GB when unknown).
+
+    The decode cache is part of it: what the cache holds counts as available (it is dropped,
+    oldest first, to make room), and the cache itself never holds more than the budget."""
     if megabytes is None and os.environ.get(BUDGET_ENV, "").strip():
         try:
             megabytes = float(os.environ[BUDGET_ENV])
@@ -403,7 +659,11 @@ def memory_budget(megabytes: float | None = None) -> int:
             raise DatasetError("The memory budget must be 0 MB or more.")
         return int(megabytes * 1024 ** 2)
     available = available_memory_bytes()
-    return available // 2 if available else 2 * 1024 ** 3
+    return (available + DECODE_CACHE.nbytes) // 2 if available else 2 * 1024 ** 3
+
+
+# Images being decoded for predictions, shared by every request of this server (see DecodeBudget).
+DECODE_BUDGET = DecodeBudget(_server_decode_bytes())
 
 
 def decoded_bytes(n_images: int, size: int) -> int:
@@ -428,7 +688,7 @@ class FileImages:
                  skipped: list[Skipped] | None = None, workers: int | None = None):
         self.paths, self.size, self.resize = list(paths), size, resize
         self.skipped = skipped if skipped is not None else []
-        self.workers = workers or min(8, 2 * (os.cpu_count() or 2))
+        self.workers = workers or decode_workers(8)
         self._failed: set[str] = set()
         self._lock = threading.Lock()
 
@@ -444,7 +704,7 @@ class FileImages:
         try:
             return load_image(path, self.size, self.resize)
         except Exception as e:  # reported once, never raised into training
-            reason = _why_unreadable(e)
+            reason = why_unusable(e)
             with self._lock:
                 if path not in self._failed:
                     self._failed.add(path)

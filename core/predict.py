@@ -64,22 +64,16 @@ class Predictor:
         return ["path", "predicted", "confidence", *[f"prob_{c}" for c in self.classes], "error"]
 
 
-def _decode(predictor: Predictor, source) -> tuple[np.ndarray | None, str]:
+def _decode(predictor: Predictor, source, budget: data.DecodeBudget | None = None) -> tuple[np.ndarray | None, str]:
     """(image or None, reason it cannot be used)."""
     try:
         if isinstance(source, (bytes, bytearray)):
             if not source:
                 return None, "empty file (0 bytes)"
             source = io.BytesIO(source)
-        elif isinstance(source, str) and os.path.getsize(source) == 0:
-            return None, "empty file (0 bytes)"
-        return data.load_image(source, predictor.image_size, predictor.resize), ""
-    except ValueError as e:
-        return None, str(e)
-    except OSError as e:
-        return None, f"cannot be read ({e.strerror or e})"
-    except Exception as e:  # a decoder bug must not stop the other files
-        return None, f"cannot be decoded ({type(e).__name__}: {e})"
+        return data.load_image(source, predictor.image_size, predictor.resize, budget), ""
+    except Exception as e:  # a bad file (or a decoder bug) must not stop the other files
+        return None, data.why_unusable(e)
 
 
 def predict_images(predictor: Predictor, images: np.ndarray) -> np.ndarray:
@@ -104,38 +98,61 @@ def row(predictor: Predictor, name: str, probs: np.ndarray | None, error: str = 
 
 
 def predict_files(predictor: Predictor, files, progress=None, workers: int | None = None) -> list[dict]:
-    """Rows for [(name, path or bytes or file object)], in order; bad files become error rows."""
+    """Rows for [(name, path or bytes or file object)], in order; bad files become error rows.
+
+    The images being decoded hold their bytes in a budget of this request within the server's
+    (core.data.DecodeBudget): a folder of huge images waits for room instead of taking gigabytes.
+    """
     files = list(files)
     rows: list[dict] = []
-    with ThreadPoolExecutor(workers or min(8, 2 * (os.cpu_count() or 2))) as pool:
+    budget = data.DecodeBudget(data.REQUEST_DECODE_BYTES, parent=data.DECODE_BUDGET)
+    with ThreadPoolExecutor(workers or data.decode_workers(8)) as pool:
         for start in range(0, len(files), CHUNK):
             chunk = files[start:start + CHUNK]
-            decoded = list(pool.map(lambda f: _decode(predictor, f[1]), chunk))
+            decoded = list(pool.map(lambda f: _decode(predictor, f[1], budget), chunk))
             good = [img for img, _ in decoded if img is not None]
             probs = iter(predict_images(predictor, np.stack(good) if good else np.zeros((0,))))
             for (name, _), (img, reason) in zip(chunk, decoded):
-                rows.append(row(predictor, name, next(probs) if img is not None else None, reason))
+                rows.append(row(predictor, data.display_name(name), next(probs) if img is not None else None, reason))
             if progress:
                 progress(len(rows), len(files))
     return rows
 
 
-def folder_files(folder: str) -> list[str]:
-    """Every non-hidden file under folder, recursively (core.data's listing: symlink loops are cut)."""
+def folder_files(folder: str, skipped: list | None = None, within: list[str] | None = None) -> list[str]:
+    """Every non-hidden file under folder, recursively (core.data.list_images: symlink loops are
+    cut; a link that leads outside the real folders `within`, default the folder itself, goes to
+    `skipped` instead)."""
     folder = os.path.expanduser(str(folder))
     if not os.path.exists(folder):
-        raise PredictError(f"Folder not found: {folder}")
+        raise PredictError(f"Folder not found: {data.display_name(folder)}")
     if not os.path.isdir(folder):
-        raise PredictError(f"Not a folder: {folder}")
-    return data._list_files(folder)
+        raise PredictError(f"Not a folder: {data.display_name(folder)}")
+    outside = data.OUTSIDE_ROOTS if within else "link leads outside the folder"
+    return data.list_images(folder, skipped, within, outside)
 
 
-def predict_folder(predictor: Predictor, folder: str, progress=None) -> list[dict]:
+def folder_listing(folder: str, within: list[str] | None = None) -> tuple[list[str], list[data.Skipped]]:
+    """(files to classify, files that cannot be listed or lead outside `within`); PredictError when
+    the folder holds no file at all."""
+    skipped: list[data.Skipped] = []
+    paths = folder_files(folder, skipped, within)
+    if not paths and not skipped:
+        raise PredictError(f"No files in {data.display_name(folder)}: put the images to classify in it "
+                           "(subfolders are read too).")
+    return paths, skipped
+
+
+def predict_listing(predictor: Predictor, listing: tuple[list[str], list[data.Skipped]], progress=None) -> list[dict]:
+    """Rows for folder_listing's files, then a row with the reason for each file it left out."""
+    paths, skipped = listing
+    rows = predict_files(predictor, [(p, p) for p in paths], progress)
+    return rows + [row(predictor, data.display_name(s.path), None, s.reason) for s in skipped]
+
+
+def predict_folder(predictor: Predictor, folder: str, progress=None, within: list[str] | None = None) -> list[dict]:
     """Rows for every file under folder; PredictError when there is none."""
-    paths = folder_files(folder)
-    if not paths:
-        raise PredictError(f"No files in {folder}: put the images to classify in it (subfolders are read too).")
-    return predict_files(predictor, [(p, p) for p in paths], progress)
+    return predict_listing(predictor, folder_listing(folder, within), progress)
 
 
 def to_csv(rows: list[dict], columns: list[str]) -> str:
@@ -203,12 +220,10 @@ def main(argv=None) -> int:
         configure_tensorflow()
     out = args.out or default_csv(args.run_dir, args.folder)
     try:
-        paths = folder_files(args.folder)
-        if not paths:
-            raise PredictError(f"No files in {args.folder}: put the images to classify in it.")
+        listing = folder_listing(args.folder)
         predictor = Predictor.from_run(args.run_dir)
-        rows = predict_files(predictor, [(p, p) for p in paths],
-                             progress=lambda done, total: print(f"{done}/{total} images", flush=True))
+        rows = predict_listing(predictor, listing,
+                               progress=lambda done, total: print(f"{done}/{total} images", flush=True))
         write_csv(rows, predictor.columns(), out)
     except PredictError as e:
         print(f"error: {e}", file=sys.stderr)

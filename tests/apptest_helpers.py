@@ -18,7 +18,13 @@ def open_app(page: str | None = None) -> AppTest:
 
 
 def assert_clean(at: AppTest) -> None:
+    """No exception box, and no unexpected error that app.py caught and logged in its place."""
     assert not at.exception, [e.value for e in at.exception]
+    unexpected = [e.value for e in at.error if e.value.startswith(UNEXPECTED)]
+    assert not unexpected, unexpected
+
+
+UNEXPECTED = "Something went wrong on this page."  # app.py's message for an error nobody expected
 
 
 def texts(at: AppTest) -> str:

@@ -126,6 +126,21 @@ def test_the_memory_budget_comes_from_the_argument_then_the_environment(monkeypa
         TrainConfig(data=".", memory_budget_mb=-1).resolved()
 
 
+def test_the_decode_cache_holds_no_more_than_the_memory_budget(shapes, monkeypatch):
+    """Issue 12.8: the cache of decoded images was a fixed 3 GB beside the budget; it is part of it."""
+    items = data.scan(shapes, val_fraction=0, test_fraction=0).splits["train"]  # 36 images
+    data.DECODE_CACHE.clear()
+    monkeypatch.setenv(data.BUDGET_ENV, str(36 * 20 * 20 * 3 * 1.5 / 1024 ** 2))  # one 20-px set fits, not two
+    first = data.load_arrays(items, 20)
+    assert data.load_arrays(items, 20) is first  # kept: decoded once
+    data.load_arrays(items[:30], 20)  # the newest is kept, the oldest dropped to stay within the budget
+    assert data.DECODE_CACHE.nbytes == 30 * 20 * 20 * 3 <= data.memory_budget()
+    assert data.load_arrays(items, 20) is not first
+    monkeypatch.setenv(data.BUDGET_ENV, "0")  # no memory for decoded images: nothing is kept
+    data.load_arrays(items, 24)
+    assert data.DECODE_CACHE.nbytes == 0
+
+
 def test_no_batch_leaves_a_replica_empty():
     # 9 images, batches of 8 on 2 replicas: a last batch of 1 would give one replica nothing.
     images = np.arange(9, dtype=np.uint8).reshape(9, 1, 1, 1)

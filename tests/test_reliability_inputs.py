@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -440,3 +441,209 @@ def test_upload_limit_and_usage_stats_are_set():
     config = tomllib.loads((Path(ROOT) / ".streamlit" / "config.toml").read_text())
     assert 1 <= config["server"]["maxUploadSize"] <= 50  # MB: one image, never a dataset
     assert config["browser"]["gatherUsageStats"] is False
+
+
+# ---------------------------------------------------------------- issue 18: links, odd names, big images
+
+def _two_classes(root: Path, n: int = 3) -> Path:
+    for cls, colour in (("cats", RED), ("dogs", BLUE)):
+        (root / cls).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            _solid(colour).save(root / cls / f"{cls}{i}.png")
+    return root
+
+
+def test_a_link_out_of_its_class_folder_is_skipped_and_each_file_listed_once(tmp_path):
+    """Issue 18.2: dogs/link -> .. used to pull every cat into dogs too (and each file twice)."""
+    root = _two_classes(tmp_path / "ds")
+    os.symlink("..", root / "dogs" / "link")  # the dataset folder, seen from inside a class
+    os.symlink(root / "cats" / "cats0.png", root / "dogs" / "a cat.png")  # a sibling class's file
+    os.symlink(root / "dogs" / "dogs0.png", root / "dogs" / "again.png")  # the same file twice
+    ds = data.scan(str(root), val_fraction=0, test_fraction=0)
+    labelled = {os.path.realpath(p): ds.classes[label] for p, label in ds.splits["train"]}
+    assert len(labelled) == len(ds.splits["train"]) == 6  # each real file once
+    assert all(os.path.basename(os.path.dirname(p)) == c for p, c in labelled.items())  # where it lives
+    reasons = {os.path.relpath(s.path, root): s.reason for s in ds.skipped}
+    assert reasons == {"dogs/link": data.OUTSIDE_CLASS, "dogs/a cat.png": data.OUTSIDE_CLASS}
+
+
+def test_links_out_of_the_data_roots_are_neither_classes_nor_files(tmp_path):
+    """Issue 18.5: opening a data root turned link_etc -> /etc (and chains of links) into classes."""
+    outside = _two_classes(tmp_path / "outside")
+    root = _two_classes(tmp_path / "roots" / "ds")
+    os.symlink(outside / "cats", root / "link_out")
+    os.symlink(root / "link_out", root / "chain")  # a link to a link that leads out
+    os.symlink(outside / "dogs" / "dogs0.png", root / "cats" / "outside.png")
+    ds = data.scan(str(root), val_fraction=0, test_fraction=0, within=[str(tmp_path / "roots")])
+    assert ds.classes == ["cats", "dogs"]
+    assert all(p.startswith(str(root)) and os.path.realpath(p).startswith(str(root)) for p, _ in ds.splits["train"])
+    reasons = {os.path.relpath(s.path, root): s.reason for s in ds.skipped}
+    assert reasons["link_out"] == reasons["chain"] == data.OUTSIDE_ROOTS
+    assert reasons["cats/outside.png"] == data.OUTSIDE_CLASS
+    # the command line (no data roots): the dataset folder itself is the limit
+    assert data.scan(str(root), val_fraction=0, test_fraction=0).classes == ["cats", "dogs"]
+
+
+def test_predict_folder_lists_nothing_that_leads_out_of_it(tmp_path):
+    """Issue 18.5: the Predict folder input read files through links out of the data roots."""
+    from core import predict
+
+    outside = _two_classes(tmp_path / "outside")
+    folder = tmp_path / "roots" / "new"
+    folder.mkdir(parents=True)
+    _solid(RED).save(folder / "mine.png")
+    os.symlink(outside / "cats", folder / "link_out")
+    os.symlink(outside / "dogs" / "dogs0.png", folder / "theirs.png")
+    assert predict.folder_files(str(folder)) == [str(folder / "mine.png")]
+    paths, skipped = predict.folder_listing(str(folder), within=[str(tmp_path / "roots")])
+    assert paths == [str(folder / "mine.png")]
+    assert {os.path.basename(s.path): s.reason for s in skipped} == {"link_out": data.OUTSIDE_ROOTS,
+                                                                     "theirs.png": data.OUTSIDE_ROOTS}
+
+
+NOT_UTF8 = os.fsdecode(b"caf\xff\xfe")  # what Python makes of a name whose bytes are not UTF-8
+
+
+def test_names_that_are_not_utf8_are_read_and_shown_with_replacement_characters(tmp_path):
+    """Issue 18.4: such names crashed every page and were stored in config.json as they came."""
+    root = _two_classes(tmp_path / "ds")
+    os.rename(root / "cats", root / NOT_UTF8)
+    _solid(GREEN).save(root / "dogs" / f"{NOT_UTF8}.png")
+    ds = data.scan(str(root), val_fraction=0, test_fraction=0)
+    assert ds.classes == ["caf\ufffd\ufffd", "dogs"] and ds.class_folders == [NOT_UTF8, "dogs"]
+    assert json.loads(json.dumps(ds.classes)) == ds.classes  # stored and read back as shown
+    for name in ds.classes + [ds.summary()] + ds.warnings:
+        name.encode("utf-8")  # what Streamlit does with every string it sends
+    used = [p for p, _ in ds.splits["train"]]
+    assert os.path.join(str(root), "dogs", f"{NOT_UTF8}.png") in used  # read by its real path
+    assert data.load_image(os.path.join(str(root), "dogs", f"{NOT_UTF8}.png"), 8)[4, 4].tolist() == list(GREEN)
+    assert data.display_name(NOT_UTF8) == "caf\ufffd\ufffd"
+
+
+def test_big_images_shrink_while_decoding(tmp_path):
+    """Issue 18.6: a 3000x3000 RGBA PNG (36 MB decoded, a few kB on disk) took four copies at full
+    size (RGBA, white background, composite, RGB) before being resized; now it is shrunk right
+    after decoding. Peak memory measured in a fresh process."""
+    path = tmp_path / "big.png"
+    Image.new("RGBA", (3000, 3000), (255, 0, 0, 128)).save(path)
+    decoded = 3000 * 3000 * 4
+    script = ("import resource, sys; from core import data; import numpy as np\n"
+              "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+              f"image = data.load_image({str(path)!r}, 64)\n"
+              "after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+              "print((after - before) * 1024, image[32, 32].tolist())\n")
+    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    grown, pixel = out.stdout.split(maxsplit=1)
+    assert json.loads(pixel) == [255, 127, 127]  # the same colour as ever
+    assert int(grown) < 1.6 * decoded, f"{int(grown) / 1e6:.0f} MB for a {decoded / 1e6:.0f} MB image"
+
+
+def _big_png(side: int) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGBA", (side, side), (0, 0, 255, 255)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_decoded_bytes_in_flight_have_a_cap_with_a_clear_message():
+    """Issue 18.6: twenty small PNGs that decode to 160 MB each took 3.4 GB at once."""
+    big = _big_png(2000)  # 16 MB decoded, 20 kB uploaded
+    with pytest.raises(ValueError, match="too big once decoded \\(16 MB, over the 10 MB .*use a smaller image"):
+        data.load_image(io.BytesIO(big), 32, budget=data.DecodeBudget(10 * 1024 ** 2))
+    server = data.DecodeBudget(40 * 1024 ** 2, wait_seconds=0.2)
+    request = data.DecodeBudget(30 * 1024 ** 2, wait_seconds=0.2, parent=server)
+    assert data.load_image(io.BytesIO(big), 32, budget=request)[0, 0].tolist() == list(BLUE)
+    with server.hold(30 * 1024 ** 2):  # another user's images fill the server's budget
+        with pytest.raises(ValueError, match="the server is busy decoding other images; try again"):
+            data.load_image(io.BytesIO(big), 32, budget=request)
+    assert server.in_use == request.in_use == 0  # everything given back, refused or not
+
+
+def test_predict_uploads_decode_within_the_request_budget(monkeypatch):
+    """The Predict page's path (core.predict.predict_files): past the cap a row says why, the others go on."""
+    from core import predict
+
+    monkeypatch.setattr(data, "REQUEST_DECODE_BYTES", 10 * 1024 ** 2)
+    monkeypatch.setattr(predict, "predict_images", lambda p, images: np.full((len(images), 2), 0.5, np.float32))
+    predictor = predict.Predictor(None, ["a", "b"], 32)
+    rows = predict.predict_files(predictor, [("big.png", _big_png(2000)), ("small.jpg", jpeg_bytes())])
+    assert "too big once decoded" in rows[0]["error"] and rows[1]["error"] == "" and rows[1]["predicted"] == "a"
+
+
+def test_the_scan_reports_its_progress(tmp_path):
+    """Issue 18.9: a 50,000-file folder was checked for ~21 s with no progress shown."""
+    root = _two_classes(tmp_path / "ds", n=300)
+    seen = []
+    data.scan(str(root), progress=lambda done, total: seen.append((done, total)))
+    assert seen[-1] == (600, 600) and len(seen) >= 3 and seen == sorted(seen)
+
+
+# ---------------------------------------------------------------- issue 18 on the pages
+
+MARKDOWN_CLASS = "![p](x.png)"  # a class folder whose name is a Markdown image (a '/' cannot be in a name)
+STARRED_CLASS = "a*b*"
+
+
+def _rendered_as_markdown(at) -> list[str]:
+    """The text of every element whose body Streamlit renders as Markdown, with image captions."""
+    parts = [m.value for m in at.markdown] + [c.value for c in at.caption] + [e.value for e in at.error]
+    parts += [w.value for w in at.warning] + [i.value for i in at.info] + [s.value for s in at.subheader]
+    return parts + [c for image in at.image for c in image.captions if c]
+
+
+def _unescaped(markdown: str) -> str:
+    """The text a reader sees for Markdown that is only escaped characters."""
+    return re.sub(r"\\(.)", r"\1", markdown)
+
+
+def test_names_from_files_are_shown_as_text_never_as_markdown(env, tmp_path):
+    """Issue 18.7: class and file names went into st.markdown as they were: an image was fetched,
+    stars became emphasis. The Dataset page and the sidebar show them literally."""
+    root = _two_classes(Path(os.path.dirname(env["corpus"])) / "markdown")
+    os.rename(root / "cats", root / MARKDOWN_CLASS)
+    os.rename(root / "dogs", root / STARRED_CLASS)
+    _solid(RED).save(root / STARRED_CLASS / "*shiny*.png")
+    at = _open_app_on(str(root))
+    shown = _rendered_as_markdown(at)
+    for raw in (MARKDOWN_CLASS, STARRED_CLASS, "*shiny*.png"):
+        assert not any(raw in text for text in shown), raw  # never handed to Markdown as it is
+        assert any(raw in _unescaped(text) for text in shown), raw  # but read as it is
+    assert not any(re.search(r"(?<!\\)!\[", text) for text in shown)
+
+
+def test_pages_show_names_that_are_not_utf8(env, tmp_path):
+    """Issue 18.4: a class folder whose name is not UTF-8 crashed every page (the sidebar first)."""
+    root = _two_classes(Path(os.path.dirname(env["corpus"])) / "bytes")
+    os.rename(root / "cats", root / NOT_UTF8)
+    _solid(GREEN).save(root / "dogs" / f"{NOT_UTF8}.png")
+    at = _open_app_on(str(root))
+    assert "caf\ufffd\ufffd" in texts(at)
+    at.switch_page("app_pages/augment.py").run()
+    assert_clean(at)
+
+
+def test_an_unexpected_error_shows_a_sentence_and_a_reference_not_a_traceback(env, monkeypatch, caplog):
+    """Issue 18.8: a traceback with the server's paths was shown to whoever connected."""
+    from ui import charts
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("/srv/secret/path exploded")
+
+    monkeypatch.setattr(charts, "split_counts", broken)
+    from streamlit.testing.v1 import AppTest
+    from apptest_helpers import APP, UNEXPECTED
+
+    at = AppTest.from_file(APP, default_timeout=90).run()
+    assert not at.exception
+    [message] = [e.value for e in at.error]
+    assert message.startswith(UNEXPECTED) and "/srv/secret" not in message
+    reference = re.search(r"reference (\w+)", message)[1]
+    assert any(reference in r.getMessage() and r.exc_info for r in caplog.records)
+
+
+def test_the_server_listens_on_this_machine_only_and_hides_error_details():
+    import tomllib
+
+    config = tomllib.loads((Path(ROOT) / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["address"] == "localhost"
+    assert config["client"]["showErrorDetails"] == "none"

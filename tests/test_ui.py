@@ -119,3 +119,13 @@ def test_augment_summary_and_durations():
     assert widgets.format_seconds(None) == "—"
     assert [widgets.plural(1, "epoch"), widgets.plural(2, "epoch"), widgets.plural(3, "batch", "batches")] == \
         ["1 epoch", "2 epochs", "3 batches"]
+
+
+def test_plain_shows_names_from_files_as_they_are():
+    """Issue 18.7: names reach Markdown escaped (no image, link, emphasis, icon, list), readable as they are."""
+    assert widgets.plain("![p](http://x/y.png)") == "!\\[p\\](http\\://x/y.png)"
+    assert widgets.plain("a*b*") == "a\\*b\\*"
+    assert widgets.plain(":red[x] :material/home:") == "\\:red\\[x\\] \\:material/home:"
+    assert widgets.plain("1. www.x.org\n# title") == "1\\. www\\.x.org \\# title"
+    assert widgets.plain("_x_ and snake_case.png: 40%") == "\\_x\\_ and snake_case.png: 40%"
+    assert widgets.plain(os.fsdecode(b"caf\xff")) == "caf\ufffd"

@@ -5,6 +5,7 @@ st.cache_data for values (scans, thumbnails, previews), st.cache_resource for sh
 """
 from __future__ import annotations
 
+import os
 import threading
 
 import numpy as np
@@ -28,15 +29,26 @@ def training_device() -> str:
 
 @st.cache_data(show_spinner="Checking every image in the folder…", max_entries=16)
 def scan_dataset(path: str, val_fraction: float, test_fraction: float, seed: int) -> data.Dataset:
-    """core.data.scan, keyed on the folder, the split fractions and the seed."""
-    return data.scan(path, val_fraction, test_fraction, seed)
+    """core.data.scan within the data roots, keyed on the folder, the split fractions and the seed,
+    with a progress bar while the files are checked (a 50,000-file folder takes a while)."""
+    bar = st.empty()  # made here, not passed in: a cached function replays the elements it makes
+    try:
+        return data.scan(path, val_fraction, test_fraction, seed, within=data.data_roots(),
+                         progress=lambda done, total: bar.progress(done / total, text=f"Checking images: "
+                                                                    f"{done:,} of {total:,}"))
+    finally:
+        bar.empty()
+
+
+def thumbnail(path: str, size: int = 112) -> np.ndarray | None:
+    """One image as training sees it (square, RGB) at a small size; None if it cannot be read."""
+    return _thumbnail(os.fsencode(path), size)  # bytes: the cache cannot hash a name that is not UTF-8
 
 
 @st.cache_data(show_spinner=False, max_entries=2048)
-def thumbnail(path: str, size: int = 112) -> np.ndarray | None:
-    """One image as training sees it (square, RGB) at a small size; None if it cannot be read."""
+def _thumbnail(path: bytes, size: int) -> np.ndarray | None:
     try:
-        return data.load_image(path, size)
+        return data.load_image(os.fsdecode(path), size)
     except (ValueError, OSError):
         return None
 

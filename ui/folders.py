@@ -6,33 +6,19 @@ from __future__ import annotations
 
 import os
 
+from core import data
 from core.runs import default_runs_dir, read_json, write_json
-from core.sample import default_samples_dir
 
 RECENT_FILE = "recent_datasets.json"  # kept in the runs folder: the one place the app writes
 RECENT_MAX = 10
 
+# Where the server may read: core.data owns the rule (the scan and Predict check every file by it).
+data_roots = data.data_roots
+is_inside = data.is_inside
+
 
 class FolderNotAllowed(ValueError):
     """A path outside the data roots the server was started with."""
-
-
-def data_roots() -> list[str]:
-    """TRANSFERLAB_DATA_ROOTS (':'-separated), default the working directory; the samples always."""
-    env = os.environ.get("TRANSFERLAB_DATA_ROOTS", "")
-    roots = [r for r in env.split(os.pathsep) if r.strip()] or [os.getcwd()]
-    # Our own generated sample is always readable, whatever the roots.
-    roots.append(default_samples_dir())
-    out = []
-    for r in roots:
-        real = os.path.realpath(os.path.expanduser(r.strip()))
-        if real not in out:
-            out.append(real)
-    return out
-
-
-def is_inside(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
 def allowed_folder(path: str, roots: list[str] | None = None) -> str:
@@ -44,12 +30,13 @@ def allowed_folder(path: str, roots: list[str] | None = None) -> str:
     if not str(path).strip():
         raise FolderNotAllowed("Type the path of a folder on this server.")
     try:
-        real = os.path.realpath(os.path.expanduser(str(path).strip()))
+        real = data.real_path_within(str(path).strip(), roots)
     except (ValueError, OSError) as e:  # e.g. an embedded NUL byte, which no file name can hold
         raise FolderNotAllowed(f"This is not a valid path on this server ({e}).") from None
-    if not any(is_inside(real, r) for r in roots):
+    if real is None:
+        shown = data.display_name(os.path.realpath(os.path.expanduser(str(path).strip())))
         raise FolderNotAllowed(
-            f"{real} is outside the folders this server may read ({', '.join(roots)}). "
+            f"{shown} is outside the folders this server may read ({', '.join(roots)}). "
             "Choose a folder inside one of them, or restart the app with TRANSFERLAB_DATA_ROOTS "
             "set to include it.")
     return real

@@ -18,7 +18,7 @@ import streamlit as st
 import core.training
 from core import data
 from core.runs import list_runs
-from ui import results, state
+from ui import results, state, widgets
 
 RUN = "inside_run"            # the run Inspect, Visualize and Predict look at: one choice for all three
 INSPECT_IMAGE = "inspect_image"  # Inspect's image picker keys (Evaluate preselects them)
@@ -138,9 +138,9 @@ def image_picker(run: dict, key: str) -> Picked | None:
     try:
         image = run_image(path, size, resize)
     except (ValueError, OSError) as e:
-        st.error(f"{path} cannot be read any more: {e}.")
+        st.error(f"{widgets.plain(path)} cannot be read any more: {widgets.plain(e)}.")
         return None
-    return Picked(image, os.path.basename(path), by_path[path]["true"])
+    return Picked(image, data.display_name(os.path.basename(path)), by_path[path]["true"])
 
 
 def _uploaded(run: dict, key: str) -> Picked | None:
@@ -152,21 +152,26 @@ def _uploaded(run: dict, key: str) -> Picked | None:
     try:
         return Picked(data.load_image(upload, size, resize), upload.name)
     except ValueError as e:
-        st.error(f"{upload.name} cannot be used: {e}.")
+        st.error(f"{widgets.plain(upload.name)} cannot be used: {widgets.plain(e)}.")
         return None
 
 
 def record_label(record: dict, names: list[str]) -> str:
     """'cat.1503.jpg — cats ✓' or 'dog.1520.jpg — dogs, predicted cats ✗'."""
-    base = f"{os.path.basename(record['path'])} — {names[record['true']]}"
+    base = f"{data.display_name(os.path.basename(record['path']))} — {names[record['true']]}"
     if record["true"] == record["pred"]:
         return base + " ✓"
     return f"{base}, predicted {names[record['pred']]} ✗"
 
 
-@st.cache_data(show_spinner=False, max_entries=256)
 def run_image(path: str, size: int, resize: str) -> np.ndarray:
     """One dataset image decoded as training decoded it (raises ValueError / OSError)."""
+    return _run_image(os.fsencode(path), size, resize)  # bytes: the cache cannot hash a name that is not UTF-8
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _run_image(path: bytes, size: int, resize: str) -> np.ndarray:
+    path = os.fsdecode(path)
     return data.load_image(path, size, resize)
 
 
@@ -187,14 +192,14 @@ def open_in_inspect(run: dict, path: str) -> None:
 
 def grad_cam_image(run: dict, path: str) -> np.ndarray | None:
     """A dataset image with the Grad-CAM of its predicted class on top (Evaluate's gallery)."""
-    return grad_cam_thumbnail(model_ref(run), path, *image_size(run))
+    return grad_cam_thumbnail(model_ref(run), os.fsencode(path), *image_size(run))
 
 
 def inspect_link(run: dict, paths: list[str]) -> None:
     """Choose one of these images and open it on the Inspect page."""
     left, right = st.columns([3, 1], vertical_alignment="bottom")
     path = left.selectbox("Look inside the model for one of these images", paths, key="eval_inspect_image",
-                          format_func=os.path.basename)
+                          format_func=lambda p: data.display_name(os.path.basename(p)))
     if right.button("Open in Inspect", key="eval_open_inspect", icon=":material/center_focus_strong:"):
         open_in_inspect(run, path)
 
@@ -246,10 +251,10 @@ def cam_overlay(image: np.ndarray, heat: np.ndarray, opacity: float = 0.4) -> np
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
-def grad_cam_thumbnail(ref, path: str, size: int, resize: str) -> np.ndarray | None:
-    """A dataset image with the Grad-CAM of its predicted class on top; None if it cannot be read."""
+def grad_cam_thumbnail(ref, path: bytes, size: int, resize: str) -> np.ndarray | None:
+    """A dataset image (os.fsencode'd path) with the Grad-CAM of its predicted class on top; None if it cannot be read."""
     try:
-        image = run_image(path, size, resize)
+        image = _run_image(path, size, resize)
     except (ValueError, OSError):
         return None
     heat, _, _ = grad_cam(ref, image, None, None)

@@ -38,7 +38,7 @@ def _predict_uploads(ref, classes: tuple, size: int, resize: str, files: tuple) 
 def upload_thumbnail(content: bytes) -> np.ndarray | None:
     """A small square view of an uploaded image; None when it cannot be read."""
     try:
-        return data.load_image(io.BytesIO(content), THUMBNAIL)
+        return data.load_image(io.BytesIO(content), THUMBNAIL, budget=data.DECODE_BUDGET)
     except (ValueError, OSError):
         return None
 

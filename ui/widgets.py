@@ -2,16 +2,37 @@
 from __future__ import annotations
 
 import os
+import re
 
 import streamlit as st
 
+from core.data import display_name
 from ui import state
+
+# The characters that start Markdown anywhere in a line (CommonMark, GitHub's tables, strikethrough
+# and autolinks "http://", Streamlit's :directives[], :material/icons: and :emoji:, $math$, HTML;
+# "_" only at the edge of a word, where it can start emphasis), and the ones that start a block at
+# the beginning of a text (a list, a quote, a heading, an ordered list "1."). A link or an image
+# needs "[": escaped. What is left ("a.png: 40%") reads the same escaped or not.
+_INLINE_MARKUP = re.compile(r"[\\`*\[\]<>#|~$&]|:(?=[A-Za-z/])|(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])")
+_BLOCK_START = re.compile(r"^(\s*)([-+=]|\d+(?=[.)]))")
+_WWW_LINK = re.compile(r"(?i)\b(www)\.")  # GitHub links "www.x.org" even with no scheme
 
 # Material icons: the browser needs no emoji font to show them.
 STATE_ICONS = {"queued": ":material/hourglass_top:", "running": ":material/directions_run:",
                "stopping": ":material/pan_tool:", "finished": ":material/check_circle:",
                "stopped": ":material/stop_circle:", "failed": ":material/error:",
                "interrupted": ":material/warning:"}
+
+
+def plain(text) -> str:
+    """Text from the user's files (a file, folder, class or path name, or a message quoting one)
+    as Markdown that shows it literally: no link, image, emphasis or icon in it is interpreted, and
+    bytes that are not UTF-8 show as \ufffd. Use it wherever such text goes into st.markdown,
+    st.caption, st.error and the like, or into an image caption."""
+    escaped = _INLINE_MARKUP.sub(lambda m: "\\" + m[0], display_name(str(text)).replace("\n", " "))
+    escaped = _WWW_LINK.sub(r"\1\\.", escaped)
+    return _BLOCK_START.sub(lambda m: m[1] + (m[2] + "\\" if m[2].isdigit() else "\\" + m[2]), escaped)
 
 
 def page_intro(title: str, text: str) -> None:
@@ -27,16 +48,16 @@ def seed_input(help_text: str) -> int:
 
 
 def image_grid(images: list, captions: list[str] | None = None, columns: int = 6) -> None:
-    """Images in rows of `columns`, each with an optional caption."""
+    """Images in rows of `columns`, each with an optional caption (plain text, shown as it is)."""
     captions = captions or [None] * len(images)
     for start in range(0, len(images), columns):
         cols = st.columns(columns)
         for col, image, caption in zip(cols, images[start:start + columns], captions[start:start + columns]):
             with col:
                 if image is None:
-                    st.caption(f"(cannot be read) {caption or ''}")
+                    st.caption(f"(cannot be read) {plain(caption or '')}")
                 else:
-                    st.image(image, caption=caption, width="stretch")
+                    st.image(image, caption=plain(caption) if caption else None, width="stretch")
 
 
 def plural(n: int, word: str, words: str | None = None) -> str:
