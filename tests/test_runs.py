@@ -15,9 +15,9 @@ def test_create_list_and_read_runs(tmp_path):
     assert d != d2  # same second, still two folders
     runs.append_history(d, {"epoch": 1, "loss": 0.5})
     runs.write_status(d, state=runs.FINISHED)
-    listed = {r["run_dir"]: r for r in runs.list_runs(str(tmp_path))}
-    assert listed[d]["state"] == "finished" and listed[d]["history"] == [{"epoch": 1, "loss": 0.5}]
-    assert listed[d2]["state"] == "interrupted"  # 'running' with our pid but no active job
+    listed = {r.run_dir: r for r in runs.list_runs(str(tmp_path))}
+    assert listed[d].state == "finished" and listed[d].history == [{"epoch": 1, "loss": 0.5}]
+    assert listed[d2].state == "interrupted"  # 'running' with our pid but no active job
 
 
 def test_a_run_of_a_killed_process_reads_as_interrupted_with_its_history(tmp_path):
@@ -27,7 +27,7 @@ def test_a_run_of_a_killed_process_reads_as_interrupted_with_its_history(tmp_pat
     with open(os.path.join(d, "history.jsonl"), "a") as f:
         f.write('{"epoch": 2, "lo')  # a line cut in the middle by the kill
     run = runs.read_run(d)
-    assert run["state"] == "interrupted" and run["history"] == [{"epoch": 1}]
+    assert run.state == "interrupted" and run.history == [{"epoch": 1}]
 
 
 def test_write_json_is_atomic(tmp_path):

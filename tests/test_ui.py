@@ -6,6 +6,7 @@ import os
 import pytest
 
 from core.augment import AugmentConfig
+from core.runs import Run
 from ui import charts, folders, results, widgets
 
 
@@ -65,10 +66,10 @@ def test_recent_folders_newest_first_and_only_allowed_ones(roots, tmp_path):
 
 
 def run(history=(), state="finished", result=None, metrics=None, config=None):
-    return {"id": "r1", "run_dir": "/nowhere", "state": state, "history": list(history), "metrics": metrics,
-            "config": config or {"strategy": "feature-extraction", "base": "mobilenet_v2", "image_size": 160,
+    return Run(id="r1", run_dir="/nowhere", state=state, history=list(history), metrics=metrics, has_model=False,
+               config=config or {"strategy": "feature-extraction", "base": "mobilenet_v2", "image_size": 160,
                                  "augment": True},
-            "status": {"started": 100.0, "updated": 130.0, **({"result": result} if result else {})}}
+               status={"started": 100.0, "updated": 130.0, **({"result": result} if result else {})})
 
 
 def test_ladder_row_of_a_finished_and_of_a_running_run():

@@ -11,7 +11,7 @@ from ui import state
 STATE_ICONS = {"queued": ":material/hourglass_top:", "running": ":material/directions_run:",
                "stopping": ":material/pan_tool:", "finished": ":material/check_circle:",
                "stopped": ":material/stop_circle:", "failed": ":material/error:",
-               "interrupted": ":material/warning:"}
+               "interrupted": ":material/warning:", "damaged": ":material/broken_image:"}
 
 
 def page_intro(title: str, text: str) -> None:
