@@ -65,6 +65,17 @@ def test_recent_folders_newest_first_and_only_allowed_ones(roots, tmp_path):
     assert folders.recent_folders(runs) == [str(inside), str(inside / "set")]
 
 
+@pytest.mark.parametrize("content", ["5", "true", '{"a": 1}', '"/data"', "[5, null]", "not json"])
+def test_a_recent_folders_file_of_the_wrong_shape_reads_as_empty_and_open_still_works(roots, tmp_path, content):
+    inside, _ = roots
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / folders.RECENT_FILE).write_text(content)
+    assert folders.recent_folders(str(runs)) == []
+    folders.remember_folder(str(inside), str(runs))  # what Open does: it used to raise here
+    assert folders.recent_folders(str(runs)) == [str(inside)]
+
+
 def run(history=(), state="finished", result=None, metrics=None, config=None):
     return Run(id="r1", run_dir="/nowhere", state=state, history=list(history), metrics=metrics, has_model=False,
                config=config or {"strategy": "feature-extraction", "base": "mobilenet_v2", "image_size": 160,
