@@ -113,8 +113,8 @@ def job_status() -> None:
     runs = list_runs(state.runs_dir(), REGISTRY.active_run_dirs())
     if runs:
         last = runs[0]
-        st.markdown(f"Last run: {widgets.STATE_ICONS.get(last['state'], '')} {last['state']}")
-        st.caption(last["id"])
+        st.markdown(f"Last run: {widgets.STATE_ICONS.get(last.state, '')} {last.state}")
+        st.caption(f"{last.id}: {last.damaged}" if last.damaged else last.id)
     else:
         st.caption("No run yet: start one on the Train page.")
 

@@ -6,7 +6,7 @@ import os
 import pandas as pd
 import streamlit as st
 
-from core.runs import list_runs
+from core.runs import Run, list_runs
 from core.training import REGISTRY
 from ui import cache, charts, inside, results, state, widgets
 
@@ -32,7 +32,7 @@ def main() -> None:
     test_metrics(run)
 
 
-def ladder_table(runs: list[dict]) -> None:
+def ladder_table(runs: list[Run]) -> None:
     """Every run: strategy, base, image size, epochs, time, validation and test accuracy, state."""
     st.subheader("All runs")
     table = pd.DataFrame([results.ladder_row(r) for r in runs])
@@ -41,40 +41,43 @@ def ladder_table(runs: list[dict]) -> None:
                  column_config={"validation accuracy": pct, "test accuracy": pct})
 
 
-def run_picker(runs: list[dict]) -> list[dict]:
-    """The runs to look at; the newest evaluated run by default."""
-    by_id = {r["id"]: r for r in runs}
-    default = next((r["id"] for r in runs if r["metrics"]), runs[0]["id"])
+def run_picker(runs: list[Run]) -> list[Run]:
+    """The runs to look at (not the damaged ones: the table says why); the newest evaluated by default."""
+    by_id = {r.id: r for r in runs if not r.damaged}
+    if not by_id:
+        st.info("Every run is damaged (see the state column above): train a new one on the Train page.")
+        return []
+    default = next((i for i, r in by_id.items() if r.metrics), next(iter(by_id)))
     chosen = st.multiselect("Runs to look at", list(by_id), default=[default], key="eval_runs",
-                            format_func=lambda i: f"{i} ({by_id[i]['state']})", persist_state="session")
+                            format_func=lambda i: f"{i} ({by_id[i].state})", persist_state="session")
     return [by_id[i] for i in chosen if i in by_id]
 
 
-def compare_curves(chosen: list[dict]) -> None:
+def compare_curves(chosen: list[Run]) -> None:
     """Train (dotted) and validation (solid) curves of the chosen runs, overlaid."""
     st.subheader("Curves" if len(chosen) == 1 else f"Curves of {len(chosen)} runs")
-    if not any(r["history"] for r in chosen):
+    if not any(r.history for r in chosen):
         st.caption("No epoch finished yet in these runs.")
         return
     st.plotly_chart(charts.history_curves(chosen), key="history_curves")
 
 
-def detail_picker(chosen: list[dict]) -> dict:
+def detail_picker(chosen: list[Run]) -> Run:
     """Which of the chosen runs the test results below are about."""
     if len(chosen) == 1:
         return chosen[0]
-    ids = [r["id"] for r in chosen]
+    ids = [r.id for r in chosen]
     pick = st.selectbox("Test results of", ids, key="eval_detail")
     return chosen[ids.index(pick)]
 
 
-def test_metrics(run: dict) -> None:
+def test_metrics(run: Run) -> None:
     """Accuracy and loss, per-class precision and recall, the confusion matrix and its images."""
-    metrics = run["metrics"]
-    st.subheader(f"Test results — {run['id']}")
+    metrics = run.metrics
+    st.subheader(f"Test results — {run.id}")
     if not metrics:
-        why = {"running": "it is still training", "failed": "it failed: " + str(run["status"].get("error", "")),
-               "interrupted": "the server stopped while it trained"}.get(run["state"], "it has no evaluation")
+        why = {"running": "it is still training", "failed": "it failed: " + str(run.status.get("error", "")),
+               "interrupted": "the server stopped while it trained"}.get(run.state, "it has no evaluation")
         st.info(f"No test results for this run: {why}.")
         return
     where = metrics.get("evaluated_on", "test")
@@ -104,12 +107,12 @@ def per_class_table(metrics: dict) -> None:
                  column_config={"precision": pct, "recall": pct, "f1": st.column_config.NumberColumn(format="%.3f")})
 
 
-def cell_picker(run: dict, metrics: dict) -> tuple[int, int] | None:
+def cell_picker(run: Run, metrics: dict) -> tuple[int, int] | None:
     """The confusion-matrix cell whose images are shown: mistakes first, the biggest first."""
     cm, classes = metrics["confusion_matrix"], metrics["classes"]
     cells = results.confusion_cells(cm, classes)
     # Options are indices: a tuple as an option would be read as a list of defaults.
-    pick = st.pills("Show the images of a cell (true → predicted)", range(len(cells)), key=f"eval_cell_{run['id']}",
+    pick = st.pills("Show the images of a cell (true → predicted)", range(len(cells)), key=f"eval_cell_{run.id}",
                     default=0 if cells else None, format_func=lambda i: results.cell_label(cells[i], cm, classes))
     return cells[pick] if pick is not None else None
 
@@ -120,7 +123,7 @@ def confusion(metrics: dict, cell: tuple[int, int] | None) -> None:
     st.plotly_chart(charts.confusion_matrix(metrics["confusion_matrix"], metrics["classes"], cell), key="confusion")
 
 
-def cell_gallery(run: dict, metrics: dict, cell: tuple[int, int]) -> None:
+def cell_gallery(run: Run, metrics: dict, cell: tuple[int, int]) -> None:
     """The images of one cell, most confident first, with the predicted probabilities."""
     classes = metrics["classes"]
     chosen = results.in_cell(results.predictions(run), cell)
@@ -128,7 +131,7 @@ def cell_gallery(run: dict, metrics: dict, cell: tuple[int, int]) -> None:
     st.markdown(f"**True {widgets.plain(classes[t])}, predicted {widgets.plain(classes[p])}** — {len(chosen)} images"
                 + (f" (the {GALLERY_MAX} most confident shown)" if len(chosen) > GALLERY_MAX else ""))
     shown = chosen[:GALLERY_MAX]
-    cam = run["has_model"] and st.toggle("Grad-CAM: where the model looked", key="eval_gradcam",
+    cam = run.has_model and st.toggle("Grad-CAM: where the model looked", key="eval_gradcam",
                                          help="Each image with the heatmap of its predicted class (see Inspect).")
     problem = cam and inside.model_problem(run)
     if problem:
@@ -137,7 +140,7 @@ def cell_gallery(run: dict, metrics: dict, cell: tuple[int, int]) -> None:
     widgets.image_grid([inside.grad_cam_image(run, r["path"]) if cam else
                         cache.thumbnail(r["path"]) if os.path.exists(r["path"]) else None for r in shown],
                        [results.probability_caption(r, classes) for r in shown], columns=6)
-    if run["has_model"] and shown:
+    if run.has_model and shown:
         inside.inspect_link(run, [r["path"] for r in shown])
 
 

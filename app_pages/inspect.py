@@ -6,6 +6,7 @@ import math
 import streamlit as st
 
 from core.explain import feature_grid
+from core.runs import Run
 from ui import inside, inside_charts, widgets
 
 GRID_COLUMNS = 8
@@ -45,7 +46,7 @@ def probabilities_panel(picked: inside.Picked, probs, names: list[str]) -> None:
     right.plotly_chart(inside_charts.class_probabilities(probs, names, picked.true), key="inspect_probs")
 
 
-def activations_panel(ref, run: dict, picked: inside.Picked) -> None:
+def activations_panel(ref, run: Run, picked: inside.Picked) -> None:
     """A grid of one layer's feature maps, first N channels."""
     inside.panel("Intermediate activations", (
         "Each tile is one channel of the chosen layer, bright where the filter behind it responds to "
@@ -54,18 +55,18 @@ def activations_panel(ref, run: dict, picked: inside.Picked) -> None:
         "are present rather than the image itself."))
     layers = inside.feature_layers(ref)
     left, right = st.columns(2)
-    layer = left.selectbox("Layer (bottom to top)", layers, key=f"inspect_act_layer_{run['id']}",
+    layer = left.selectbox("Layer (bottom to top)", layers, key=f"inspect_act_layer_{run.id}",
                            format_func=lambda n: f"{layers.index(n) + 1}. {n}")
     acts = inside.activations(ref, picked.image, layer)
     h, w, channels = acts.shape
     n = right.slider("Channels shown (the first N)", 1, channels, min(32, channels),
-                     key=f"inspect_act_n_{run['id']}_{layer}")
+                     key=f"inspect_act_n_{run.id}_{layer}")
     grid = feature_grid(acts, n, cols=min(GRID_COLUMNS, n), scale=max(1, math.ceil(MIN_TILE / h)))
     st.image(grid, caption=f"{layer}: {h}×{w} pixels, {channels} channels — the first {n}, each normalized "
              "on its own (flat gray: the channel is silent on this image)", width="stretch")
 
 
-def grad_cam_panel(ref, run: dict, picked: inside.Picked, probs, names: list[str]) -> None:
+def grad_cam_panel(ref, run: Run, picked: inside.Picked, probs, names: list[str]) -> None:
     """Grad-CAM of the predicted (or a chosen) class, over the image."""
     inside.panel("Where the model looks (Grad-CAM)", (
         "The heat marks the parts of the image that raise the chosen class's score the most: the "
@@ -76,9 +77,9 @@ def grad_cam_panel(ref, run: dict, picked: inside.Picked, probs, names: list[str
     last = inside.last_feature_layer(ref)
     pred = int(probs.argmax())
     cols = st.columns(4)
-    choice = cols[0].selectbox("Class to explain", [-1, *range(len(names))], key=f"inspect_cam_class_{run['id']}",
+    choice = cols[0].selectbox("Class to explain", [-1, *range(len(names))], key=f"inspect_cam_class_{run.id}",
                                format_func=lambda i: f"the predicted class ({names[pred]})" if i < 0 else names[i])
-    layer = cols[1].selectbox("Layer", layers, index=layers.index(last), key=f"inspect_cam_layer_{run['id']}",
+    layer = cols[1].selectbox("Layer", layers, index=layers.index(last), key=f"inspect_cam_layer_{run.id}",
                               help="By default the last layer with feature maps: the most semantic, if coarse.")
     method = cols[2].selectbox("Method", inside.GRAD_CAM_METHODS, key="inspect_cam_method",
                                format_func=lambda m: {"grad-cam++": "Grad-CAM++", "grad-cam": "Grad-CAM"}[m],

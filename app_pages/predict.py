@@ -8,12 +8,14 @@ import pandas as pd
 import streamlit as st
 
 from core import data, export, predict
+from core.runs import Run
 from ui import folders, inside, predictor, widgets
 
 GALLERY_MAX = 24
 FORMAT_LABELS = {"keras": "Keras (.keras)", "savedmodel": "TensorFlow SavedModel (zip)", "tflite": "TensorFlow Lite (.tflite)"}
 FOLDER_RESULT = "predict_folder_result"
 EXPORT_RESULT = "predict_export_result"
+EXPORT_ASKED = "predict_export_asked"  # the run shown when Export was clicked
 
 
 def main() -> None:
@@ -29,7 +31,7 @@ def main() -> None:
     export_panel(run)
 
 
-def uploads_panel(run: dict) -> None:
+def uploads_panel(run: Run) -> None:
     """Uploaded images: a thumbnail with the predicted class each, and the table of probabilities."""
     inside.panel("Your images", (
         "Each image gets the class with the highest probability; the table has the probability of every "
@@ -55,7 +57,7 @@ def uploads_panel(run: dict) -> None:
     rows_table(rows, inside.classes(run), "predict_uploads_table")
 
 
-def folder_panel(run: dict) -> None:
+def folder_panel(run: Run) -> None:
     """Every image of a folder on the server (subfolders too), as a table and a CSV download."""
     inside.panel("A folder on the server", (
         "Every file in the folder and its subfolders is classified, or listed with the reason it cannot "
@@ -67,11 +69,11 @@ def folder_panel(run: dict) -> None:
     if right.button("Predict the folder", key="predict_folder_go", width="stretch"):
         predict_folder(run, typed)
     result = st.session_state.get(FOLDER_RESULT)
-    if result and result["run"] == run["id"]:
+    if result and result["run"] == run.id:
         folder_result(run, result)
 
 
-def predict_folder(run: dict, typed: str) -> None:
+def predict_folder(run: Run, typed: str) -> None:
     """Check the folder against the data roots, classify it with a progress bar, keep the rows."""
     try:
         folder = folders.allowed_folder(typed)
@@ -87,10 +89,10 @@ def predict_folder(run: dict, typed: str) -> None:
         return
     finally:
         bar.empty()
-    st.session_state[FOLDER_RESULT] = {"run": run["id"], "folder": folder, "rows": rows}
+    st.session_state[FOLDER_RESULT] = {"run": run.id, "folder": folder, "rows": rows}
 
 
-def folder_result(run: dict, result: dict) -> None:
+def folder_result(run: Run, result: dict) -> None:
     """The counts per class, the rows, and the CSV."""
     rows, classes = result["rows"], inside.classes(run)
     s = predict.summary(rows, classes)
@@ -98,7 +100,7 @@ def folder_result(run: dict, result: dict) -> None:
     st.markdown(f"**{widgets.plain(result['folder'])}** — {widgets.plural(s['images'], 'file')}: {counts}"
                 + (f"; {s['errors']} could not be used" if s["errors"] else ""))
     rows_table(rows, classes, "predict_folder_table")
-    name = f"{data.display_name(os.path.basename(result['folder'])) or 'folder'}-{run['id']}.csv"
+    name = f"{data.display_name(os.path.basename(result['folder'])) or 'folder'}-{run.id}.csv"
     st.download_button("Download the CSV", predict.to_csv(rows, predictor.predictor(run).columns()),
                        file_name=name, mime="text/csv", key="predict_folder_csv", icon=":material/download:")
 
@@ -114,7 +116,7 @@ def rows_table(rows: list[dict], classes: list[str], key: str) -> None:
     st.dataframe(table, hide_index=True, key=key, column_config=config)
 
 
-def export_panel(run: dict) -> None:
+def export_panel(run: Run) -> None:
     """Export the run's model as .keras, SavedModel or TFLite (float or int8), then download it."""
     inside.panel("Export the model", (
         "The exported model takes RGB images of the run's size with pixel values 0–255 and does its own "
@@ -126,17 +128,29 @@ def export_panel(run: dict) -> None:
     int8 = cols[1].checkbox("int8 (TFLite)", key="predict_export_int8", disabled=fmt != "tflite",
                             help="Integer weights and activations, calibrated on up to "
                                  f"{export.REPRESENTATIVE_IMAGES} training images.")
-    if cols[2].button("Export", key="predict_export_go", type="primary", width="stretch"):
+    if cols[2].button("Export", key="predict_export_go", type="primary", width="stretch",
+                      on_click=_remember_asked, args=(run.id,)):
+        asked = st.session_state.pop(EXPORT_ASKED, run.id)
+        if asked != run.id:  # the run shown was deleted: the picker fell back to another one
+            st.error(f"Run {asked} no longer exists (it was deleted), so nothing was exported. Choose the "
+                     "run to export above and click Export again.")
+            return
         with st.spinner("Exporting…"):
             try:
-                result = export.export_run(run["run_dir"], fmt, int8 and fmt == "tflite")
+                result = export.export_run(run.run_dir, fmt, int8 and fmt == "tflite")
             except (export.ExportError, export.ExportFailed) as e:
                 st.error(widgets.plain(e))
                 return
-        st.session_state[EXPORT_RESULT] = {**result, "run": run["id"]}
+        st.session_state[EXPORT_RESULT] = {**result, "run": run.id}
     result = st.session_state.get(EXPORT_RESULT)
-    if result and result["run"] == run["id"] and os.path.exists(result["path"]):
+    if result and result["run"] == run.id and os.path.exists(result["path"]):
         export_result(result)
+
+
+def _remember_asked(run_id: str) -> None:
+    """The button's callback: which run the user saw when clicking (the page may show another by
+    the time it reruns, if that run was deleted meanwhile)."""
+    st.session_state[EXPORT_ASKED] = run_id
 
 
 def export_result(result: dict) -> None:

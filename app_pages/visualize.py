@@ -42,7 +42,7 @@ def filter_patterns_panel(ref, run: dict) -> None:
     layers = inside.feature_layers(ref)
     cols = st.columns(3)
     layer = cols[0].selectbox("Layer (bottom to top)", layers, index=len(layers) // 2,
-                              key=f"vis_filter_layer_{run['id']}", format_func=lambda n: f"{layers.index(n) + 1}. {n}")
+                              key=f"vis_filter_layer_{run.id}", format_func=lambda n: f"{layers.index(n) + 1}. {n}")
     channels = inside.layer_channels(ref, layer)
     n = cols[1].slider("Filters (the first N)", 1, min(64, channels), min(8, channels), key="vis_filter_n")
     steps = cols[2].slider("Steps per filter", 5, 100, 30, step=5, key="vis_filter_steps")
@@ -51,7 +51,7 @@ def filter_patterns_panel(ref, run: dict) -> None:
     bar, grid = st.empty(), st.empty()
     if start:
         work = inside.work(key)
-        work.update(run=run["id"], layer=layer, n=n, images=[])
+        work.update(run=run.id, layer=layer, n=n, images=[])
         per_filter = inside.planned_steps(steps)
         total, done = n * per_filter, [0]
         throttle = inside.Throttle()
@@ -70,7 +70,7 @@ def filter_patterns_panel(ref, run: dict) -> None:
         work.update(status="done", seconds=time.time() - work["started"])
         bar.empty()
     work = inside.work(key)
-    if work and work.get("images") and work.get("run") == run["id"]:
+    if work and work.get("images") and work.get("run") == run.id:
         with grid.container():
             show_patterns(work)
 
@@ -95,7 +95,7 @@ def ideal_class_panel(ref, run: dict) -> None:
     names = inside.classes(run)
     cols = st.columns(2)
     target = cols[0].selectbox("Class", range(len(names)), format_func=names.__getitem__,
-                               key=f"vis_ideal_class_{run['id']}")
+                               key=f"vis_ideal_class_{run.id}")
     steps = cols[1].slider("Steps", 20, 500, 150, step=10, key="vis_ideal_steps")
     key = "vis_ideal"
     start = inside.start_and_cancel(key, "Draw the ideal image")
@@ -103,7 +103,7 @@ def ideal_class_panel(ref, run: dict) -> None:
     if start:
         work = inside.work(key)
         total = inside.planned_steps(steps)
-        work.update(run=run["id"], target=target, total=total, points=[])
+        work.update(run=run.id, target=target, total=total, points=[])
 
         def callback(step: int, image: np.ndarray, probability: float) -> None:
             work.update(step=step, image=image, probability=probability)
@@ -116,7 +116,7 @@ def ideal_class_panel(ref, run: dict) -> None:
                     seconds=time.time() - work["started"])
         bar.empty()
     work = inside.work(key)
-    if work and work.get("image") is not None and work.get("run") == run["id"]:
+    if work and work.get("image") is not None and work.get("run") == run.id:
         with view.container():
             show_ideal(work, names)
 
@@ -157,7 +157,7 @@ def adversarial_panel(ref, run: dict) -> None:
     if method == "targeted":
         others = [i for i in range(len(names)) if i != pred] or [pred]
         target = cols[2].selectbox("Target class", others, format_func=names.__getitem__,
-                                   key=f"vis_adv_target_{run['id']}")
+                                   key=f"vis_adv_target_{run.id}")
         steps = cols[2].slider("Steps", 1, 50, 10, key="vis_adv_steps")
     label = picked.true if picked.true is not None else pred  # an upload: attack the model's own answer
     adversarial, adv_probs = inside.attack(ref, picked.image, method, label, levels / 255, target, steps)
@@ -202,7 +202,7 @@ def accuracy_panel(ref, run: dict) -> None:
         work = inside.work(key)
         images, labels = inside.test_sample(run, n)
         batches, done = -(-len(images) // 16), [0]
-        work.update(run=run["id"], n=len(images))
+        work.update(run=run.id, n=len(images))
 
         def should_stop() -> bool:  # asked before every batch of 16 images
             bar.progress(done[0] / batches, text=f"batch {done[0] + 1} of {batches}")
@@ -214,7 +214,7 @@ def accuracy_panel(ref, run: dict) -> None:
         work.update(status="done", seconds=time.time() - work["started"])
         bar.empty()
     work = inside.work(key)
-    if work and work.get("points") and work.get("run") == run["id"]:
+    if work and work.get("points") and work.get("run") == run.id:
         chart.plotly_chart(inside_charts.accuracy_vs_epsilon(work["points"], work["n"]), key="vis_acc_chart")
     elif work and work.get("status") in ("cancelled", "interrupted"):
         chart.caption("The measurement was stopped before it finished.")

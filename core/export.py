@@ -10,8 +10,9 @@ net, the backbone's preprocess_input for transfer models), and returns one softm
 per class, in the order of `classes`.
 
 An export is written into a temporary folder beside its target and renamed into place, so a
-failed or interrupted export leaves nothing half-written (an older export of the same name stays
-until the new one is complete). The last stdout line is one JSON object. Exit code 0 on success,
+failed export leaves nothing half-written (an older export of the same name stays until the new
+one is complete); the temporary folder of an export killed midway is removed by a later export
+once it is an hour old. A full, read-only or vanished output folder is an ExportError sentence. The last stdout line is one JSON object. Exit code 0 on success,
 2 with a one-line error on bad input (no such run, no model, unwritable folder, no training
 images for int8), 1 when the conversion itself failed.
 """
@@ -31,12 +32,14 @@ from datetime import datetime, timezone
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from core import runs  # noqa: E402
+from core import files, runs  # noqa: E402
 
 FORMATS = ("keras", "savedmodel", "tflite")
 INFO_FILE = "export.json"
 MODEL_FILES = {"keras": "model.keras", "savedmodel": "saved_model", "tflite": "model.tflite"}
 REPRESENTATIVE_IMAGES = 100  # training images the int8 converter calibrates its ranges on
+TMP_EXPORT = files.TMP_PREFIX + "export-"  # + pid: the folder an export is written into, then renamed
+STALE_AFTER_S = 3600  # a temporary export folder untouched this long, of a process gone, is swept
 
 
 class ExportError(ValueError):
@@ -51,13 +54,12 @@ def export_name(fmt: str, int8: bool = False) -> str:
     return "tflite-int8" if fmt == "tflite" and int8 else fmt
 
 
-def run_config(run_dir: str) -> dict:
-    """The run's config.json; ExportError when run_dir is not a run folder."""
-    config = runs.read_json(os.path.join(run_dir, "config.json"))
-    if not os.path.isdir(run_dir) or not isinstance(config, dict) or not config.get("classes"):
-        raise ExportError(f"Not a run folder: {run_dir} (no config.json with class names). "
-                          "Give the folder of one run, e.g. runs/20260101-120000-scratch-scratch.")
-    return config
+def open_run(run_dir: str) -> runs.Run:
+    """The trained run; ExportError when run_dir is not a run folder or the run is damaged."""
+    try:
+        return runs.open_run(run_dir)
+    except runs.NotARun as e:
+        raise ExportError(str(e)) from None
 
 
 def export_run(run_dir: str, fmt: str, int8: bool = False, out: str | None = None) -> dict:
@@ -67,8 +69,9 @@ def export_run(run_dir: str, fmt: str, int8: bool = False, out: str | None = Non
         raise ExportError(f"Unknown format '{fmt}': choose one of {', '.join(FORMATS)}.")
     if int8 and fmt != "tflite":
         raise ExportError("int8 quantization applies to the tflite format only.")
-    config = run_config(run_dir)
-    out = out or os.path.join(run_dir, "export")
+    run = open_run(run_dir)
+    config = run.config
+    out = out or runs.export_dir(run_dir)
     target = os.path.join(out, export_name(fmt, int8))
     if os.path.exists(target) and not os.path.exists(os.path.join(target, INFO_FILE)):
         raise ExportError(f"{target} exists and is not an earlier export: move it away or choose "
@@ -82,16 +85,18 @@ def export_run(run_dir: str, fmt: str, int8: bool = False, out: str | None = Non
     tmp = _temp_folder(out)
     try:
         path = WRITERS[fmt](model, tmp, representative)
-        info = model_info(config, run_dir, model, fmt, int8)
+        info = model_info(run, model, fmt, int8)
         if fmt == "savedmodel":
             info["signature"] = _saved_model_signature(path)
-        runs.write_json(os.path.join(tmp, INFO_FILE), info)
-        _readable_by_all(tmp)
+        files.write_json(os.path.join(tmp, INFO_FILE), info)
+        files.readable_by_all(tmp)
         _move_into_place(tmp, target)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
-        if created and not os.listdir(out):
+        if created and os.path.isdir(out) and not os.listdir(out):
             os.rmdir(out)
+        if isinstance(e, OSError):  # the disk filled up, or the folder went read-only or away
+            raise ExportError(f"Cannot write to {out}: {files.why_unwritable(e)}.") from None
         raise
     model_path = os.path.join(target, MODEL_FILES[fmt])
     return {"run_dir": run_dir, "format": fmt, "int8": bool(int8), "folder": target, "path": model_path,
@@ -165,15 +170,14 @@ def preprocessing_of(model) -> str:
     return f"{type(layer).__name__}, inside the model"
 
 
-def model_info(config: dict, run_dir: str, model, fmt: str, int8: bool) -> dict:
+def model_info(run: runs.Run, model, fmt: str, int8: bool) -> dict:
     """The export.json beside the model: everything needed to feed it and read its output."""
     import keras
     import tensorflow as tf
 
+    config, status, metrics = run.config, run.status, run.metrics or {}
     size = int(config["image_size"])
     resize = config.get("resize", "crop")
-    status = runs.read_json(os.path.join(run_dir, "status.json"), {}) or {}
-    metrics = runs.read_json(os.path.join(run_dir, "metrics.json"), {}) or {}
     custom = [l.name for l in model.layers if type(l).__module__.startswith("core.")]
     return {
         "format": fmt,
@@ -192,7 +196,7 @@ def model_info(config: dict, run_dir: str, model, fmt: str, int8: bool) -> dict:
                  "itself. Do not scale or normalize the images beforehand."),
         "output": "softmax probabilities, shape [N, %d], in the order of classes" % len(config["classes"]),
         "loading": _loading_hint(fmt, custom),
-        "run": {"id": os.path.basename(os.path.normpath(run_dir)), "strategy": config.get("strategy"),
+        "run": {"id": run.id, "strategy": config.get("strategy"),
                 "base": config.get("base"), "best_val_accuracy": status.get("best_val_accuracy"),
                 "test_accuracy": metrics.get("accuracy"), "evaluated_on": metrics.get("evaluated_on")},
         "exported": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -252,21 +256,39 @@ def representative_images(config: dict, n: int = REPRESENTATIVE_IMAGES):
 # ---------------------------------------------------------------- files
 
 def _temp_folder(out: str) -> str:
+    """A new temporary folder in out, named after this process; stale ones are swept first."""
     try:
         os.makedirs(out, exist_ok=True)
-        return tempfile.mkdtemp(prefix=".tmp-export-", dir=out)
+        sweep_stale_exports(out)
+        return tempfile.mkdtemp(prefix=f"{TMP_EXPORT}{os.getpid()}-", dir=out)
     except OSError as e:
         raise ExportError(f"Cannot write to {out} ({e.strerror or e}): choose another output folder.") from None
 
 
-def _readable_by_all(folder: str) -> None:
-    """mkdtemp and write_json create owner-only files; an export is meant to be shared."""
-    umask = os.umask(0)
-    os.umask(umask)
-    for d, _, files in os.walk(folder):
-        os.chmod(d, 0o777 & ~umask)
-        for f in files:
-            os.chmod(os.path.join(d, f), 0o666 & ~umask)
+def sweep_stale_exports(out: str, max_age: float = STALE_AFTER_S) -> list[str]:
+    """Remove the temporary folders of exports that were killed midway: untouched for max_age
+    seconds and not of a process still running (an export in progress keeps its folder)."""
+    removed = []
+    for entry in os.scandir(out):
+        if not (entry.name.startswith(TMP_EXPORT) and entry.is_dir(follow_symlinks=False)):
+            continue
+        pid = entry.name[len(TMP_EXPORT):].split("-")[0]
+        try:
+            untouched = time.time() - _last_change(entry.path)
+        except OSError:  # being removed by someone else
+            continue
+        if untouched > max_age and not runs.process_alive(pid):
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed.append(entry.path)
+    return removed
+
+
+def _last_change(folder: str) -> float:
+    """The newest modification time of the folder and everything in it."""
+    times = [os.lstat(folder).st_mtime]
+    for d, dirs, names in os.walk(folder):
+        times += [os.lstat(os.path.join(d, name)).st_mtime for name in dirs + names]
+    return max(times)
 
 
 def _move_into_place(tmp: str, target: str) -> None:
@@ -288,7 +310,7 @@ def _move_into_place(tmp: str, target: str) -> None:
 def _size(path: str) -> int:
     if os.path.isfile(path):
         return os.path.getsize(path)
-    return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, names in os.walk(path) for f in names)
 
 
 def zip_folder(folder: str) -> bytes:
@@ -296,8 +318,8 @@ def zip_folder(folder: str) -> bytes:
     buf = io.BytesIO()
     name = os.path.basename(os.path.normpath(folder))
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-        for d, _, files in os.walk(folder):
-            for f in sorted(files):
+        for d, _, names in os.walk(folder):
+            for f in sorted(names):
                 full = os.path.join(d, f)
                 z.write(full, os.path.join(name, os.path.relpath(full, folder)))
     return buf.getvalue()

@@ -30,7 +30,7 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from core import data, runs  # noqa: E402
+from core import data, files, runs  # noqa: E402
 
 CHUNK = 256  # images decoded and predicted at a time: memory stays flat on a big folder
 
@@ -50,9 +50,10 @@ class Predictor:
     @classmethod
     def from_run(cls, run_dir: str, model=None) -> "Predictor":
         """The run's best model (safe mode); pass `model` to reuse one already loaded."""
-        config = runs.read_json(os.path.join(run_dir, "config.json"))
-        if not os.path.isdir(run_dir) or not isinstance(config, dict) or not config.get("classes"):
-            raise PredictError(f"Not a run folder: {run_dir} (no config.json with class names).")
+        try:
+            config = runs.open_run(run_dir).config
+        except runs.NotARun as e:
+            raise PredictError(str(e)) from None
         if model is None:
             try:
                 model = runs.load_model(run_dir)
@@ -174,9 +175,7 @@ def write_csv(rows: list[dict], columns: list[str], path: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
             f.write(to_csv(rows, columns))
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
+        files.readable_by_all(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -196,7 +195,7 @@ def summary(rows: list[dict], classes: list[str]) -> dict:
 
 def default_csv(run_dir: str, folder: str) -> str:
     name = os.path.basename(os.path.normpath(os.path.abspath(folder))) or "folder"
-    return os.path.join(run_dir, "predict", f"{name}.csv")
+    return os.path.join(runs.predict_dir(run_dir), f"{name}.csv")
 
 
 # ---------------------------------------------------------------- the command line

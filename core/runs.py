@@ -1,105 +1,299 @@
-"""The run folder: runs/<id>/ with config.json, history.jsonl, status.json, model.keras, metrics.json.
+"""The run folder: every file of runs/<id>/, and every write, read and check of them.
 
-Every JSON file is written atomically (temp file + rename), history.jsonl is appended and
-flushed each epoch, so a killed process never leaves a half-written file behind. A run whose
-status still says "running" but whose process is gone reads as "interrupted".
+    runs/<id>/config.json       the settings: TrainConfig, the classes, the device, the dataset
+              status.json       state, times, process, best epoch, the result
+              history.jsonl     one line per finished epoch (appended and fsynced each epoch)
+              metrics.json      accuracy, loss, per-class scores, confusion matrix
+              predictions.json  one record per evaluated image: path, true, pred, probs
+              skipped.json      the dataset's files that could not be used, with the reason
+              model.keras       the best model
+              export/           what core.export writes;  predict/  what core.predict writes
+
+No other module names these files. JSON files are written atomically (temp file + rename),
+history.jsonl is appended: a killed process never leaves half a file. A failing write (disk full,
+read-only, folder deleted) removes its temporary file and raises RunWriteError, one sentence.
+Every file is checked as it is read (core/run_schema.py): a run with a damaged file is still
+listed, with `damaged` saying why, so one bad file never takes a page down. A run whose status
+says "running" but whose process is gone reads as "interrupted".
 """
 from __future__ import annotations
 
+import errno
+import functools
 import json
 import os
 import re
 import socket
-import tempfile
 import time
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from datetime import datetime
 
+from core import files, run_schema
+from core.files import TMP_PREFIX, read_json, why_unwritable, write_json
+
 RUNNING, FINISHED, STOPPED, FAILED, INTERRUPTED = "running", "finished", "stopped", "failed", "interrupted"
+DAMAGED = "damaged"  # not a state on disk: a run with a file that cannot be used reads so
+
+CONFIG, STATUS, HISTORY = "config.json", "status.json", "history.jsonl"
+METRICS, PREDICTIONS, SKIPPED, MODEL = "metrics.json", "predictions.json", "skipped.json", "model.keras"
+EXPORT_DIR, PREDICT_DIR = "export", "predict"
+
+
+class NotARun(ValueError):
+    """A folder that is not a trained run's (no config.json with class names), in one sentence."""
+
+
+class RunDamaged(NotARun):
+    """A run with a file that cannot be used (wrong shape, bytes that are not text): which, and why
+    (the shapes are in core/run_schema.py)."""
+
+
+class RunWriteError(OSError):
+    """A run file that cannot be written: "Cannot write to the runs folder …: the disk is full."."""
+
+    def __str__(self) -> str:
+        return self.strerror
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run as read from its folder. When a file of it cannot be used, `damaged` says which and
+    why (one sentence), `state` is "damaged" and that file's field is empty."""
+    id: str
+    run_dir: str
+    config: dict
+    status: dict
+    state: str
+    history: list[dict]
+    metrics: dict | None
+    has_model: bool
+    damaged: str | None = None
 
 
 def default_runs_dir() -> str:
     return os.environ.get("TRANSFERLAB_RUNS_DIR", "runs")
 
 
-def write_json(path: str, obj) -> None:
-    """Write JSON atomically: readers see the old file or the new one, never half of one."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=folder)
+def _path(run_dir: str, name: str) -> str:
+    return os.path.join(run_dir, name)
+
+
+def export_dir(run_dir: str) -> str:
+    return _path(run_dir, EXPORT_DIR)
+
+
+def predict_dir(run_dir: str) -> str:
+    return _path(run_dir, PREDICT_DIR)
+
+
+def has_model(run_dir: str) -> bool:
+    return os.path.exists(_path(run_dir, MODEL))
+
+
+def model_saved_at(run_dir: str) -> float:
+    """When model.keras was last written (a running training saves it again on each best epoch)."""
+    return os.path.getmtime(_path(run_dir, MODEL))
+
+
+# ---------------------------------------------------------------- writing
+
+def _write_error(run_dir: str, e: OSError) -> RunWriteError:
+    runs_dir = os.path.dirname(os.path.abspath(run_dir))
+    gone_alone = e.errno == errno.ENOENT and os.path.isdir(runs_dir)  # the run's folder, not the runs folder
+    where = f"the run folder {run_dir}" if gone_alone else f"the runs folder {runs_dir}"
+    return RunWriteError(e.errno, f"Cannot write to {where}: {why_unwritable(e)}.")
+
+
+@contextmanager
+def _writing(run_dir: str):
+    """Turn an OSError of a write into the RunWriteError sentence."""
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=1, default=_jsonable)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        yield
+    except RunWriteError:
         raise
+    except OSError as e:
+        raise _write_error(run_dir, e) from e
 
 
-def _jsonable(o):
-    if hasattr(o, "item"):
-        return o.item()
-    if hasattr(o, "tolist"):
-        return o.tolist()
-    return str(o)
+def _write_run_json(run_dir: str, name: str, obj) -> None:
+    with _writing(run_dir):
+        write_json(_path(run_dir, name), obj)
 
 
-def read_json(path: str, default=None):
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return default
+def write_metrics(run_dir: str, metrics: dict) -> None:
+    _write_run_json(run_dir, METRICS, metrics)
+
+
+def write_predictions(run_dir: str, predictions: list[dict]) -> None:
+    _write_run_json(run_dir, PREDICTIONS, predictions)
+
+
+def write_skipped(run_dir: str, skipped: list[dict]) -> None:
+    _write_run_json(run_dir, SKIPPED, skipped)
 
 
 def create_run(runs_dir: str, config: dict) -> str:
     """Make runs/<id>/ for a new run and write its config and a 'running' status."""
-    os.makedirs(runs_dir, exist_ok=True)
     stem = f"{datetime.now():%Y%m%d-%H%M%S}-{config.get('strategy', 'run')}-{config.get('base', '')}"
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", stem).strip("-")
-    for i in range(1000):
-        run_dir = os.path.join(runs_dir, stem if i == 0 else f"{stem}-{i}")
-        try:
-            os.makedirs(run_dir)
-            break
-        except FileExistsError:
-            continue
-    write_json(os.path.join(run_dir, "config.json"), config)
-    write_status(run_dir, state=RUNNING, started=time.time(), pid=os.getpid(), host=socket.gethostname())
+    with _writing(os.path.join(runs_dir, stem)):
+        os.makedirs(runs_dir, exist_ok=True)
+        for i in range(1000):
+            run_dir = os.path.join(runs_dir, stem if i == 0 else f"{stem}-{i}")
+            try:
+                os.makedirs(run_dir)
+                break
+            except FileExistsError:
+                continue
+    try:
+        _write_run_json(run_dir, CONFIG, config)
+        write_status(run_dir, state=RUNNING, started=time.time(), pid=os.getpid(), host=socket.gethostname())
+    except BaseException:
+        for name in (STATUS, CONFIG):  # a run folder with half its start is no run: leave nothing
+            files.remove_quietly(_path(run_dir, name))
+        with suppress(OSError):
+            os.rmdir(run_dir)
+        raise
     return run_dir
 
 
 def write_status(run_dir: str, **fields) -> dict:
-    status = read_json(os.path.join(run_dir, "status.json"), {}) or {}
-    status.update(fields, updated=time.time())
-    write_json(os.path.join(run_dir, "status.json"), status)
+    """Update status.json with these fields (and the time); a damaged status is replaced."""
+    status = read_json(_path(run_dir, STATUS), {})
+    status = {**(status if isinstance(status, dict) else {}), **fields, "updated": time.time()}
+    _write_run_json(run_dir, STATUS, status)
     return status
 
 
 def append_history(run_dir: str, record: dict) -> None:
-    with open(os.path.join(run_dir, "history.jsonl"), "a", encoding="utf-8") as f:
-        f.write(json.dumps(record, default=_jsonable) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    """Append one epoch to history.jsonl and fsync it; a line that cannot be written whole is cut
+    off again, so the file never holds half a line that the next epoch would continue."""
+    line = memoryview((json.dumps(record, default=files.jsonable) + "\n").encode("utf-8"))
+    with _writing(run_dir):
+        fd = os.open(_path(run_dir, HISTORY), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        try:
+            start = os.fstat(fd).st_size
+            try:
+                while line:
+                    line = line[os.write(fd, line):]
+                os.fsync(fd)
+            except OSError:
+                with suppress(OSError):
+                    os.ftruncate(fd, start)
+                raise
+        finally:
+            os.close(fd)
+
+
+def save_model(run_dir: str, model) -> None:
+    """Save the model atomically as model.keras (a temp file, renamed; removed on any failure)."""
+    tmp = _path(run_dir, TMP_PREFIX + MODEL)
+    with _writing(run_dir):
+        try:
+            model.save(tmp)
+            os.replace(tmp, _path(run_dir, MODEL))
+        except BaseException:
+            files.remove_quietly(tmp)
+            raise
+
+
+# ---------------------------------------------------------------- reading and checking
+
+_ABSENT = object()
+
+
+def _parse(raw: bytes, where: str):
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise RunDamaged(f"{where} holds bytes that are not UTF-8 text.") from None
+    except (ValueError, RecursionError):
+        raise RunDamaged(f"{where} is not valid JSON.") from None
+
+
+def _load(run_dir: str, name: str):
+    """The parsed JSON of one run file, _ABSENT when there is none; RunDamaged when it cannot be parsed."""
+    try:
+        with open(_path(run_dir, name), "rb") as f:
+            return _parse(f.read(), name)
+    except FileNotFoundError:
+        return _ABSENT
+    except OSError as e:
+        raise RunDamaged(f"{name} cannot be read ({e.strerror or e}).") from None
+
+
+def _checked(value, problem: str | None):
+    if problem:
+        raise RunDamaged(problem)
+    return value
+
+
+def read_config(run_dir: str) -> dict:
+    """config.json, checked; NotARun when there is none, RunDamaged when it is of the wrong shape."""
+    config = _load(run_dir, CONFIG)
+    if config is _ABSENT:
+        raise NotARun(_not_a_run(run_dir))
+    return _checked(config, run_schema.config_problem(config))
+
+
+def read_status(run_dir: str) -> dict:
+    """status.json, checked ({} when there is none: a run killed as it started)."""
+    status = _load(run_dir, STATUS)
+    return {} if status is _ABSENT else _checked(status, run_schema.status_problem(status))
 
 
 def read_history(run_dir: str) -> list[dict]:
-    """Every complete line of history.jsonl (a line cut by a kill is ignored)."""
-    out = []
+    """Every epoch of history.jsonl, checked. A last line without its newline was cut by a kill
+    and is left out; any other line that is not an epoch record makes the run damaged."""
     try:
-        with open(os.path.join(run_dir, "history.jsonl"), encoding="utf-8") as f:
-            for line in f:
-                try:
-                    out.append(json.loads(line))
-                except ValueError:
-                    pass
+        with open(_path(run_dir, HISTORY), "rb") as f:
+            lines = f.read().split(b"\n")[:-1]  # after the last newline: nothing, or a cut line
+    except FileNotFoundError:
+        return []
+    except OSError as e:
+        raise RunDamaged(f"{HISTORY} cannot be read ({e.strerror or e}).") from None
+    history = []
+    for n, line in enumerate(lines, 1):
+        record = _parse(line, f"{HISTORY} line {n}")
+        history.append(_checked(record, run_schema.epoch_problem(f"{HISTORY} line {n}", record)))
+    return history
+
+
+def read_metrics(run_dir: str) -> dict | None:
+    """metrics.json, checked; None when the run has no evaluation (yet)."""
+    metrics = _load(run_dir, METRICS)
+    return None if metrics is _ABSENT else _checked(metrics, run_schema.metrics_problem(metrics))
+
+
+def read_predictions(run_dir: str, n_classes: int | None = None) -> list[dict]:
+    """predictions.json ({path, true, pred, probs} per evaluated image), every record checked
+    (class numbers below n_classes when given); [] when there is none."""
+    records = _load(run_dir, PREDICTIONS)
+    return [] if records is _ABSENT else _checked(records, run_schema.predictions_problem(records, n_classes))
+
+
+@functools.lru_cache(maxsize=256)
+def _predictions_problem(run_dir: str, n_classes: int | None, stamp: tuple) -> str | None:
+    """Why predictions.json cannot be used, or None; cached on the file's size and time, since
+    pages list every run on each rerun and this file has a record per evaluated image."""
+    try:
+        read_predictions(run_dir, n_classes)
+    except RunDamaged as e:
+        return str(e)
+    return None
+
+
+def _file_stamp(path: str) -> tuple:
+    try:
+        st = os.stat(path)
     except OSError:
-        pass
-    return out
+        return ()
+    return st.st_mtime_ns, st.st_size, st.st_ino
 
 
-def _process_alive(pid) -> bool:
+def process_alive(pid) -> bool:
+    """Whether a process with this id runs on this machine (False for anything not a pid)."""
     try:
         os.kill(int(pid), 0)
     except (OSError, ValueError, TypeError):
@@ -107,50 +301,76 @@ def _process_alive(pid) -> bool:
     return True
 
 
-def run_state(run_dir: str, active_run_dirs=()) -> str:
+def _state(status: dict, run_dir: str, active_run_dirs=()) -> str:
     """finished / stopped / failed / running / interrupted (running, but its process is gone)."""
-    status = read_json(os.path.join(run_dir, "status.json"), {}) or {}
-    state = status.get("state", INTERRUPTED)
+    state = status.get("state") or INTERRUPTED
     if state != RUNNING:
         return state
     same_host = status.get("host") in (None, socket.gethostname())
     if status.get("pid") == os.getpid():
         alive = os.path.abspath(run_dir) in {os.path.abspath(d) for d in active_run_dirs}
     else:
-        alive = same_host and _process_alive(status.get("pid"))
+        alive = same_host and process_alive(status.get("pid"))
     return RUNNING if alive else INTERRUPTED
 
 
-def read_run(run_dir: str, active_run_dirs=()) -> dict:
-    """Everything a page needs about one run, read from disk."""
-    return {
-        "run_dir": run_dir,
-        "id": os.path.basename(os.path.normpath(run_dir)),
-        "config": read_json(os.path.join(run_dir, "config.json"), {}) or {},
-        "status": read_json(os.path.join(run_dir, "status.json"), {}) or {},
-        "state": run_state(run_dir, active_run_dirs),
-        "history": read_history(run_dir),
-        "metrics": read_json(os.path.join(run_dir, "metrics.json")),
-        "has_model": os.path.exists(os.path.join(run_dir, "model.keras")),
-    }
+def read_run(run_dir: str, active_run_dirs=()) -> Run:
+    """Everything a page needs about one run, read from disk and checked (see Run.damaged)."""
+    problems: list[str] = []
+
+    def read(reader, empty):
+        try:
+            return reader(run_dir)
+        except NotARun as e:  # RunDamaged, or config.json deleted since the folder was listed
+            problems.append(str(e))
+        return empty
+
+    config = read(read_config, {})
+    status = read(read_status, {})
+    history = read(read_history, [])
+    metrics = read(read_metrics, None)
+    n_classes = len(config["classes"]) if config.get("classes") else None
+    if metrics is not None and n_classes is not None and len(metrics["classes"]) != n_classes:
+        problems.append(f"{METRICS} has {len(metrics['classes'])} classes and {CONFIG} {n_classes}.")
+        metrics = None
+    problem = _predictions_problem(run_dir, n_classes, _file_stamp(_path(run_dir, PREDICTIONS)))
+    if problem:
+        problems.append(problem)
+    damaged = problems[0] if problems else None
+    return Run(id=os.path.basename(os.path.normpath(run_dir)), run_dir=run_dir, config=config, status=status,
+               state=DAMAGED if damaged else _state(status, run_dir, active_run_dirs), history=history,
+               metrics=metrics, has_model=has_model(run_dir), damaged=damaged)
 
 
-def list_runs(runs_dir: str | None = None, active_run_dirs=()) -> list[dict]:
-    """All runs, newest first."""
+def open_run(run_dir: str) -> Run:
+    """The trained run in run_dir, for the command lines: NotARun when run_dir is not one (no
+    config.json with class names), RunDamaged (a NotARun) when one of its files cannot be used."""
+    if not os.path.isfile(_path(run_dir, CONFIG)):
+        raise NotARun(_not_a_run(run_dir))
+    run = read_run(run_dir)
+    if run.damaged:
+        raise RunDamaged(f"Run {run.id} is damaged: {run.damaged}")
+    if not run.config.get("classes"):
+        raise NotARun(_not_a_run(run_dir))
+    return run
+
+
+def _not_a_run(run_dir: str) -> str:
+    return (f"Not a run folder: {run_dir} (no config.json with class names). "
+            "Give the folder of one run, e.g. runs/20260101-120000-scratch-scratch.")
+
+
+def list_runs(runs_dir: str | None = None, active_run_dirs=()) -> list[Run]:
+    """All runs, newest first (a run with a damaged file too, marked so)."""
     runs_dir = runs_dir or default_runs_dir()
     if not os.path.isdir(runs_dir):
         return []
     dirs = [e.path for e in os.scandir(runs_dir)
-            if e.is_dir() and os.path.exists(os.path.join(e.path, "config.json"))]
+            if e.is_dir() and os.path.exists(_path(e.path, CONFIG))]
     return [read_run(d, active_run_dirs) for d in sorted(dirs, reverse=True)]
 
 
-def save_model(run_dir: str, model) -> None:
-    """Save the model atomically as model.keras."""
-    tmp = os.path.join(run_dir, ".tmp-model.keras")
-    model.save(tmp)
-    os.replace(tmp, os.path.join(run_dir, "model.keras"))
-
+# ---------------------------------------------------------------- the model
 
 class ModelUnavailable(ValueError):
     """A model.keras that cannot be loaded (damaged, or holding code that safe mode refuses)."""
@@ -165,7 +385,7 @@ def load_model(run_dir: str):
 
     import core.models  # noqa: F401  registers the Preprocess layer
 
-    path = os.path.join(run_dir, "model.keras")
+    path = _path(run_dir, MODEL)
     if not os.path.exists(path):
         raise FileNotFoundError(f"Run {os.path.basename(run_dir)} has no saved model (it stopped or "
                                 "failed before its first epoch finished).")

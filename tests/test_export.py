@@ -8,10 +8,13 @@ class on at least 90% of the test images where the float model is decisive (top 
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import subprocess
 import sys
+import time
 import warnings
 
 import keras
@@ -226,3 +229,47 @@ def test_cli_errors_are_one_line_with_exit_2(run, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         export.main([run["run_dir"], "--format", "onnx"])
     assert e.value.code == 2 and "invalid choice: 'onnx'" in capsys.readouterr().err
+
+
+def test_a_full_disk_during_an_export_is_a_sentence_and_leaves_nothing(run, monkeypatch):
+    def half_then_full(model, folder, representative=None):
+        with open(os.path.join(folder, "model.keras"), "wb") as f:
+            f.write(b"PK\3\4 half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setitem(export.WRITERS, "keras", half_then_full)
+    with pytest.raises(ExportError) as e:
+        export_run(run["run_dir"], "keras", out=run["out"])
+    assert str(e.value) == f"Cannot write to {run['out']}: the disk is full."
+    assert not os.path.exists(run["out"])  # not even the folder it made
+
+
+def _temp_export(out: str, pid: int, hours_old: float) -> str:
+    folder = os.path.join(out, f"{export.TMP_EXPORT}{pid}-abc")
+    os.makedirs(os.path.join(folder, "saved_model"))
+    with open(os.path.join(folder, "saved_model", "x.pb"), "wb") as f:
+        f.write(b"half")
+    then = time.time() - hours_old * 3600
+    for path in (os.path.join(folder, "saved_model", "x.pb"), os.path.join(folder, "saved_model"), folder):
+        os.utime(path, (then, then))
+    return folder
+
+
+def test_an_export_sweeps_the_stale_temp_folders_of_killed_exports(run):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    killed = _temp_export(run["out"], int(dead), hours_old=2)      # a killed export, long ago: swept
+    recent = _temp_export(run["out"], int(dead) + 1, hours_old=0.1)  # maybe another machine's, in progress
+    ours = _temp_export(run["out"], os.getpid(), hours_old=2)      # a process still running: in use
+    export_run(run["run_dir"], "keras", out=run["out"])
+    assert not os.path.exists(killed)
+    assert os.path.exists(recent) and os.path.exists(ours)
+    assert sorted(os.listdir(run["out"])) == sorted(["keras", os.path.basename(recent), os.path.basename(ours)])
+
+
+def test_a_damaged_run_is_refused_in_a_sentence(run, tmp_path):
+    damaged = tmp_path / "damaged-run"
+    shutil.copytree(run["run_dir"], damaged)
+    (damaged / "status.json").write_text("[1, 2]")
+    with pytest.raises(ExportError, match=r"Run damaged-run is damaged: status.json holds \[1, 2\]"):
+        export_run(str(damaged), "keras", out=run["out"])

@@ -147,3 +147,19 @@ def test_the_page_and_its_helpers_hold_no_tensorflow_code():
         imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
         assert not imported & {"tensorflow", "keras"}, rel
+
+
+def test_export_after_the_chosen_run_was_deleted_refuses_instead_of_exporting_another(env):
+    older = Path(env["run_dir"]).parent / "20000101-000000-scratch-scratch"
+    shutil.copytree(env["run_dir"], older)
+    at = open_app("predict")
+    at.selectbox(key="inside_run").set_value(older.name).run()
+    assert_clean(at)
+    shutil.rmtree(older)  # deleted (another tab, a shell) while the page shows it
+    at.button(key="predict_export_go").click().run()
+    assert_clean(at)
+    assert [e.value for e in at.error] == [
+        f"Run {older.name} no longer exists (it was deleted), so nothing was exported. Choose the run to "
+        "export above and click Export again."]
+    assert not os.path.exists(os.path.join(env["run_dir"], "export"))  # the other run was not exported
+    assert not at.success

@@ -199,7 +199,7 @@ def test_run_ids_from_the_browser_cannot_leave_the_runs_folder(env, tmp_path):
         assert_clean(at)
         assert os.path.basename(elsewhere) not in texts(at)
         assert at.multiselect(key="eval_runs").value in ([], [os.path.basename(real)])
-    assert [r["run_dir"] for r in runs.list_runs(str(env["runs"]))] == [real]
+    assert [r.run_dir for r in runs.list_runs(str(env["runs"]))] == [real]
 
 
 # ---------------------------------------------------------------- confinement: the Predict page's folder

@@ -36,9 +36,9 @@ def _fine_tune(data, runs_dir, **kw):
                    fine_tune_epochs=1, unfreeze=6, **kw)
 
 
-def _only_run(runs_dir) -> dict:
+def _only_run(runs_dir) -> runs.Run:
     listed = runs.list_runs(str(runs_dir))
-    assert len(listed) == 1, [r["id"] for r in listed]
+    assert len(listed) == 1, [r.id for r in listed]
     return listed[0]
 
 
@@ -81,23 +81,23 @@ def test_kill_9_during_training_leaves_an_interrupted_run_with_its_history_and_m
     assert proc.returncode == -signal.SIGKILL
 
     run = _only_run(runs_dir)
-    assert run["state"] == "interrupted"
-    assert run["status"]["state"] == "running"  # what the file says: the reader knows better
+    assert run.state == "interrupted"
+    assert run.status["state"] == "running"  # what the file says: the reader knows better
     # Every epoch that finished before the kill is there, in order, complete; every line parses
     # (the last may be cut by the kill: the reader skips it).
-    epochs = [h["epoch"] for h in run["history"]]
+    epochs = [h["epoch"] for h in run.history]
     assert len(epochs) >= finished and epochs == list(range(1, len(epochs) + 1))
-    assert all(h["val_accuracy"] is not None and not h["partial"] for h in run["history"])
-    lines = (Path(run["run_dir"]) / "history.jsonl").read_text().split("\n")
+    assert all(h["val_accuracy"] is not None and not h["partial"] for h in run.history)
+    lines = (Path(run.run_dir) / "history.jsonl").read_text().split("\n")
     assert all(json.loads(line) for line in lines[:-1])
     # The best checkpoint loads (safe mode) and predicts.
-    assert run["has_model"] and 1 <= run["status"]["best_epoch"] <= len(epochs)
-    model = runs.load_model(run["run_dir"])
+    assert run.has_model and 1 <= run.status["best_epoch"] <= len(epochs)
+    model = runs.load_model(run.run_dir)
     probs = model.predict(np.zeros((2, 48, 48, 3), np.float32), verbose=0)
     assert probs.shape == (2, 3) and np.allclose(probs.sum(axis=1), 1, atol=1e-4)
     # No JSON file in the run folder is half-written.
     for name in ("config.json", "status.json"):
-        json.loads((Path(run["run_dir"]) / name).read_text())
+        json.loads((Path(run.run_dir) / name).read_text())
 
 
 # ---------------------------------------------------------------- stop, at every phase, twice
@@ -142,17 +142,17 @@ def test_stop_pressed_twice_at_any_phase_ends_in_one_stopped_run(split_shapes, r
     assert job.error is None
     assert sum("Stop requested" in line for line in job.logs) == 1  # the second press changed nothing
     run = _only_run(runs_dir)
-    assert run["state"] == "stopped" and run["run_dir"] == job.run_dir
+    assert run.state == "stopped" and run.run_dir == job.run_dir
     assert (result or {}).get("run_dir", job.run_dir) == job.run_dir
-    assert run["has_model"] == expect_model
+    assert run.has_model == expect_model
     if expect_model:  # what was learnt is kept and evaluated
-        assert run["metrics"] and run["metrics"]["count"] == 12
-        runs.load_model(run["run_dir"])
+        assert run.metrics and run.metrics["count"] == 12
+        runs.load_model(run.run_dir)
     if where == "batch:fine-tune":  # the stop came after the whole head phase: its epochs are kept
-        assert run["history"][0]["phase"] == "head" and not run["history"][0]["partial"]
-        assert run["history"][-1]["phase"] == "fine-tune" and run["history"][-1]["partial"]
+        assert run.history[0]["phase"] == "head" and not run.history[0]["partial"]
+        assert run.history[-1]["phase"] == "fine-tune" and run.history[-1]["partial"]
     if where == "evaluate":  # training was over: every epoch is there, the evaluation completes
-        assert [h["phase"] for h in run["history"]] == ["head", "fine-tune"] and result["epochs_run"] == 2
+        assert [h["phase"] for h in run.history] == ["head", "fine-tune"] and result["epochs_run"] == 2
 
 
 def test_stop_after_the_job_ended_changes_nothing(shapes, runs_dir):
@@ -160,7 +160,7 @@ def test_stop_after_the_job_ended_changes_nothing(shapes, runs_dir):
     job.run()
     assert job.state == "finished"
     _stop_twice(job)
-    assert job.state == "finished" and _only_run(runs_dir)["state"] == "finished"
+    assert job.state == "finished" and _only_run(runs_dir).state == "finished"
 
 
 def test_start_pressed_twice_at_once_starts_one_job(shapes, runs_dir):
@@ -185,7 +185,7 @@ def test_start_pressed_twice_at_once_starts_one_job(shapes, runs_dir):
     assert len(jobs) == 1 and len(busy) == 1 and "already running" in str(busy[0])
     jobs[0].thread.join(120)
     assert jobs[0].state == "finished"
-    assert _only_run(runs_dir)["state"] == "finished"  # one run folder, not two
+    assert _only_run(runs_dir).state == "finished"  # one run folder, not two
 
 
 # ---------------------------------------------------------------- errors in the middle of a run
@@ -207,10 +207,10 @@ def test_out_of_memory_in_the_second_epoch_fails_readably_and_keeps_the_first(sh
     assert job.error.startswith("Out of memory: try a smaller batch size or image size")
     assert not job.input_error and registry.active() is None  # a new training can start
     run = _only_run(runs_dir)
-    assert run["state"] == "failed" and run["status"]["error"] == job.error
-    assert [h["epoch"] for h in run["history"]] == [1]
-    assert run["has_model"] and run["status"]["best_epoch"] == 1
-    runs.load_model(run["run_dir"])
+    assert run.state == "failed" and run.status["error"] == job.error
+    assert [h["epoch"] for h in run.history] == [1]
+    assert run.has_model and run.status["best_epoch"] == 1
+    runs.load_model(run.run_dir)
 
 
 def test_a_file_vanishing_during_the_run_is_skipped_with_its_reason(shapes, runs_dir):
@@ -247,7 +247,7 @@ def test_a_full_disk_while_writing_the_history_fails_readably(shapes, runs_dir, 
     job = Job(_config(shapes, runs_dir))
     job.run()
     assert job.state == "failed" and "No space left on device" in job.error
-    assert _only_run(runs_dir)["state"] == "failed"
+    assert _only_run(runs_dir).state == "failed"
 
 
 # ---------------------------------------------------------------- TensorFlow's threads

@@ -28,9 +28,9 @@ def test_scratch_run_writes_a_complete_run_folder(shapes, runs_dir):
     assert {"config.json", "history.jsonl", "status.json", "model.keras", "metrics.json",
             "predictions.json"} <= files
     run = runs.read_run(result["run_dir"])
-    assert run["state"] == "finished" and [h["epoch"] for h in run["history"]] == [1, 2]
-    assert run["config"]["augment_config"]["rotation"] == 40  # the classic settings, saved with the run
-    m = run["metrics"]
+    assert run.state == "finished" and [h["epoch"] for h in run.history] == [1, 2]
+    assert run.config["augment_config"]["rotation"] == 40  # the classic settings, saved with the run
+    m = run.metrics
     assert np.array(m["confusion_matrix"]).sum() == m["count"] == len(json.load(
         open(os.path.join(result["run_dir"], "predictions.json"))))
     assert set(m["per_class"]) == {"circle", "square", "triangle"}
@@ -80,7 +80,7 @@ def test_stop_is_honoured_within_one_batch_and_keeps_the_model(shapes, runs_dir,
     assert job.state == "stopped"
     assert job.epochs[-1]["partial"] is True and job.epochs[-1]["val_accuracy"] is None
     assert os.path.exists(os.path.join(result["run_dir"], "model.keras"))
-    assert runs.read_run(result["run_dir"])["state"] == "stopped"
+    assert runs.read_run(result["run_dir"]).state == "stopped"
 
 
 def test_registry_runs_one_job_at_a_time_in_the_background(shapes, runs_dir):
@@ -111,7 +111,7 @@ def test_an_error_in_the_thread_becomes_a_readable_failed_job(shapes, runs_dir, 
     job = registry.start(_config(shapes, runs_dir))
     job.thread.join(60)
     assert job.state == "failed" and "Out of memory" in job.error and "batch size" in job.error
-    assert runs.read_run(job.run_dir)["state"] == "failed"
+    assert runs.read_run(job.run_dir).state == "failed"
 
 
 def test_bad_settings_are_refused_before_a_thread_starts(shapes, runs_dir):

@@ -6,6 +6,7 @@ import os
 import pytest
 
 from core.augment import AugmentConfig
+from core.runs import Run
 from ui import charts, folders, results, widgets
 
 
@@ -64,11 +65,22 @@ def test_recent_folders_newest_first_and_only_allowed_ones(roots, tmp_path):
     assert folders.recent_folders(runs) == [str(inside), str(inside / "set")]
 
 
+@pytest.mark.parametrize("content", ["5", "true", '{"a": 1}', '"/data"', "[5, null]", "not json"])
+def test_a_recent_folders_file_of_the_wrong_shape_reads_as_empty_and_open_still_works(roots, tmp_path, content):
+    inside, _ = roots
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / folders.RECENT_FILE).write_text(content)
+    assert folders.recent_folders(str(runs)) == []
+    folders.remember_folder(str(inside), str(runs))  # what Open does: it used to raise here
+    assert folders.recent_folders(str(runs)) == [str(inside)]
+
+
 def run(history=(), state="finished", result=None, metrics=None, config=None):
-    return {"id": "r1", "run_dir": "/nowhere", "state": state, "history": list(history), "metrics": metrics,
-            "config": config or {"strategy": "feature-extraction", "base": "mobilenet_v2", "image_size": 160,
+    return Run(id="r1", run_dir="/nowhere", state=state, history=list(history), metrics=metrics, has_model=False,
+               config=config or {"strategy": "feature-extraction", "base": "mobilenet_v2", "image_size": 160,
                                  "augment": True},
-            "status": {"started": 100.0, "updated": 130.0, **({"result": result} if result else {})}}
+               status={"started": 100.0, "updated": 130.0, **({"result": result} if result else {})})
 
 
 def test_ladder_row_of_a_finished_and_of_a_running_run():

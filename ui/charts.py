@@ -103,19 +103,19 @@ def job_curves(batches: list[dict], epochs: list[dict]) -> go.Figure:
     return fig
 
 
-def history_curves(runs: list[dict]) -> go.Figure:
+def history_curves(runs: list) -> go.Figure:
     """Validation (solid) and train (dotted) curves of several runs, one colour per run."""
     palette = ["#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#B279A2", "#FF9DA6", "#9D755D"]
     series = []
     for i, run in enumerate(runs):
-        hist, colour = run["history"], palette[i % len(palette)]
+        hist, colour = run.history, palette[i % len(palette)]
         val = [h for h in hist if h.get("val_loss") is not None]
-        series.append({"name": t("{run} validation", run=run["id"]), "kind": "epoch", "color": colour,
+        series.append({"name": t("{run} validation", run=run.id), "kind": "epoch", "color": colour,
                        "x": [h["epoch"] for h in val], "loss": [h["val_loss"] for h in val],
-                       "accuracy": [h["val_accuracy"] for h in val]})
-        series.append({"name": t("{run} train", run=run["id"]), "kind": "epoch", "color": colour, "dash": "dot",
-                       "x": [h["epoch"] for h in hist], "loss": [h["loss"] for h in hist],
-                       "accuracy": [h["accuracy"] for h in hist]})
+                       "accuracy": [h.get("val_accuracy") for h in val]})
+        series.append({"name": t("{run} train", run=run.id), "kind": "epoch", "color": colour, "dash": "dot",
+                       "x": [h["epoch"] for h in hist], "loss": [h.get("loss") for h in hist],
+                       "accuracy": [h.get("accuracy") for h in hist]})
     return training_curves(series)
 
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 import os
 
 from core import data
-from core.runs import default_runs_dir, read_json, write_json
+from core.files import read_json, write_json
+from core.runs import default_runs_dir
 
 RECENT_FILE = "recent_datasets.json"  # kept in the runs folder: the one place the app writes
 RECENT_MAX = 10
@@ -64,11 +65,17 @@ def recent_path(runs_dir: str | None = None) -> str:
     return os.path.join(runs_dir or default_runs_dir(), RECENT_FILE)
 
 
+def _recent_items(runs_dir: str | None) -> list[str]:
+    """The paths in the recent-folders file; [] when it is missing or holds anything but a list
+    of paths (a damaged file is simply overwritten by the next Open)."""
+    items = read_json(recent_path(runs_dir), [])
+    return [p for p in items if isinstance(p, str)] if isinstance(items, list) else []
+
+
 def recent_folders(runs_dir: str | None = None) -> list[str]:
     """Recently opened dataset folders, newest first, only those still allowed and present."""
-    items = read_json(recent_path(runs_dir), []) or []
     out = []
-    for p in items if isinstance(items, list) else []:
+    for p in _recent_items(runs_dir):
         try:
             real = allowed_folder(p)
         except FolderNotAllowed:
@@ -81,7 +88,7 @@ def recent_folders(runs_dir: str | None = None) -> list[str]:
 def remember_folder(path: str, runs_dir: str | None = None) -> None:
     """Put path first in the recent list (best effort: a read-only runs folder is not an error)."""
     runs_dir = runs_dir or default_runs_dir()
-    items = [path] + [p for p in (read_json(recent_path(runs_dir), []) or []) if p != path]
+    items = [path] + [p for p in _recent_items(runs_dir) if p != path]
     try:
         os.makedirs(runs_dir, exist_ok=True)
         write_json(recent_path(runs_dir), items[:RECENT_MAX])

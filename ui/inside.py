@@ -17,7 +17,7 @@ import streamlit as st
 
 import core.training
 from core import data
-from core.runs import list_runs
+from core.runs import Run, list_runs, model_saved_at
 from ui import results, state, widgets
 
 RUN = "inside_run"            # the run Inspect, Visualize and Predict look at: one choice for all three
@@ -38,19 +38,22 @@ class Picked:
 
 # ---------------------------------------------------------------- the run and its model
 
-def trained_runs() -> list[dict]:
-    """Runs with a saved model, newest first."""
+def trained_runs() -> tuple[list[Run], list[Run]]:
+    """(runs with a saved model, damaged runs), newest first."""
     runs = list_runs(state.runs_dir(), core.training.REGISTRY.active_run_dirs())
-    return [r for r in runs if r["has_model"] and r["config"].get("classes")]
+    return ([r for r in runs if r.has_model and r.config.get("classes") and not r.damaged],
+            [r for r in runs if r.damaged])
 
 
-def run_picker() -> dict | None:
+def run_picker() -> Run | None:
     """Which trained run to look inside (shared by Inspect, Visualize and Predict)."""
-    runs = trained_runs()
+    runs, damaged = trained_runs()
+    for run in damaged:
+        st.caption(f"Not offered: run {run.id} is damaged: {run.damaged}")
     if not runs:
         st.info("No trained model yet: train one on the Train page, then come back here.")
         return None
-    by_id = {r["id"]: r for r in runs}
+    by_id = {r.id: r for r in runs}
     _forget_if_not_in(RUN, by_id)
     pick = st.selectbox("Trained run", list(by_id), key=RUN, persist_state="session",
                         format_func=lambda i: run_label(by_id[i]))
@@ -61,7 +64,7 @@ def run_picker() -> dict | None:
     return by_id[pick]
 
 
-def model_problem(run: dict) -> str | None:
+def model_problem(run: Run) -> str | None:
     """Why the run's model cannot be loaded (damaged, or code that safe mode refuses); None if it can."""
     from core.runs import ModelUnavailable
 
@@ -72,10 +75,10 @@ def model_problem(run: dict) -> str | None:
     return None
 
 
-def run_label(run: dict) -> str:
+def run_label(run: Run) -> str:
     """'20250101-120000-scratch-scratch · from scratch · 48 px · test 83%'."""
-    config, metrics = run["config"], run["metrics"] or {}
-    parts = [run["id"], results.STRATEGY_LABELS.get(config.get("strategy"), config.get("strategy", "?"))]
+    config, metrics = run.config, run.metrics or {}
+    parts = [run.id, results.STRATEGY_LABELS.get(config.get("strategy"), config.get("strategy", "?"))]
     if config.get("base") and config.get("base") != "scratch":
         parts.append(config["base"])
     parts.append(f"{config.get('image_size')} px")
@@ -84,9 +87,9 @@ def run_label(run: dict) -> str:
     return " · ".join(parts)
 
 
-def model_ref(run: dict) -> tuple[str, float]:
+def model_ref(run: Run) -> tuple[str, float]:
     """(run folder, modification time of its model.keras): the key of everything cached below."""
-    return run["run_dir"], os.path.getmtime(os.path.join(run["run_dir"], "model.keras"))
+    return run.run_dir, model_saved_at(run.run_dir)
 
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=4)
@@ -101,22 +104,22 @@ def model(ref: tuple[str, float]):
     return _load_model(*ref)
 
 
-def classes(run: dict) -> list[str]:
-    return list(run["config"]["classes"])
+def classes(run: Run) -> list[str]:
+    return list(run.config["classes"])
 
 
-def image_size(run: dict) -> tuple[int, str]:
+def image_size(run: Run) -> tuple[int, str]:
     """(pixels, resize mode) the run was trained with: every image is decoded the same way."""
-    return int(run["config"]["image_size"]), run["config"].get("resize", "crop")
+    return int(run.config["image_size"]), run.config.get("resize", "crop")
 
 
 # ---------------------------------------------------------------- the image
 
-def image_picker(run: dict, key: str) -> Picked | None:
+def image_picker(run: Run, key: str) -> Picked | None:
     """An image of the run's test (or validation) split, or an uploaded one, at the run's size."""
     records = results.predictions(run)
     names = classes(run)
-    where = (run["metrics"] or {}).get("evaluated_on", "test")
+    where = (run.metrics or {}).get("evaluated_on", "test")
     sources = ["dataset", "upload"] if records else ["upload"]
     labels = {"dataset": f"The run's {where} images", "upload": "Upload one"}
     _forget_if_not_in(f"{key}_source", sources)
@@ -143,7 +146,7 @@ def image_picker(run: dict, key: str) -> Picked | None:
     return Picked(image, data.display_name(os.path.basename(path)), by_path[path]["true"])
 
 
-def _uploaded(run: dict, key: str) -> Picked | None:
+def _uploaded(run: Run, key: str) -> Picked | None:
     upload = st.file_uploader("An image file", type=UPLOAD_TYPES, key=f"{key}_upload")
     if upload is None:
         st.caption("Choose a photo: it is cropped and resized the way this run's training images were.")
@@ -181,21 +184,21 @@ def _forget_if_not_in(key: str, options) -> None:
         del st.session_state[key]
 
 
-def open_in_inspect(run: dict, path: str) -> None:
+def open_in_inspect(run: Run, path: str) -> None:
     """Show this run and this image on the Inspect page."""
-    st.session_state[RUN] = run["id"]
+    st.session_state[RUN] = run.id
     st.session_state[INSPECT_SOURCE] = "dataset"
     st.session_state[INSPECT_MISTAKES] = False
     st.session_state[INSPECT_IMAGE] = path
     st.switch_page("app_pages/inspect.py")
 
 
-def grad_cam_image(run: dict, path: str) -> np.ndarray | None:
+def grad_cam_image(run: Run, path: str) -> np.ndarray | None:
     """A dataset image with the Grad-CAM of its predicted class on top (Evaluate's gallery)."""
     return grad_cam_thumbnail(model_ref(run), os.fsencode(path), *image_size(run))
 
 
-def inspect_link(run: dict, paths: list[str]) -> None:
+def inspect_link(run: Run, paths: list[str]) -> None:
     """Choose one of these images and open it on the Inspect page."""
     left, right = st.columns([3, 1], vertical_alignment="bottom")
     path = left.selectbox("Look inside the model for one of these images", paths, key="eval_inspect_image",
@@ -316,7 +319,7 @@ def perturbation(image: np.ndarray, adversarial: np.ndarray) -> np.ndarray:
     return visualize.perturbation_image(image, adversarial)
 
 
-def test_sample(run: dict, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def test_sample(run: Run, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """A seeded random sample of n images of the run's evaluated split (images, true labels)."""
     records = results.predictions(run)
     order = np.random.default_rng(seed).permutation(len(records))[:n]

@@ -12,18 +12,19 @@ import numpy as np
 import streamlit as st
 
 from core import data, export, predict
+from core.runs import Run
 from ui import inside
 
 THUMBNAIL = 112
 
 
-def predictor(run: dict) -> predict.Predictor:
+def predictor(run: Run) -> predict.Predictor:
     """The run's model (loaded once per server) with its classes, image size and resize mode."""
     size, resize = inside.image_size(run)
     return predict.Predictor(inside.model(inside.model_ref(run)), inside.classes(run), size, resize)
 
 
-def predict_uploads(run: dict, files: list[tuple[str, bytes]]) -> list[dict]:
+def predict_uploads(run: Run, files: list[tuple[str, bytes]]) -> list[dict]:
     """One row per uploaded file (core.predict's columns), cached by the files' content."""
     size, resize = inside.image_size(run)
     return _predict_uploads(inside.model_ref(run), tuple(inside.classes(run)), size, resize, tuple(files))

@@ -1,41 +1,45 @@
 """Runs read from disk, shaped for the Evaluate page: the ladder table and confusion-matrix cells.
 
-Pure functions over the dicts that core.runs.read_run returns.
+Pure functions over the core.runs.Run records that core.runs.list_runs returns.
 """
 from __future__ import annotations
 
-import os
-
-from core.runs import read_json
+from core import runs
+from core.runs import Run
 
 STRATEGY_LABELS = {"scratch": "from scratch", "feature-extraction": "feature extraction",
                    "fine-tune": "fine-tune"}
 
 
-def best_val_accuracy(run: dict) -> float | None:
+def best_val_accuracy(run: Run) -> float | None:
     """The best validation accuracy: from the result when finished, else from the history."""
-    result = run["status"].get("result") or {}
+    result = run.status.get("result") or {}
     if result.get("val_accuracy") is not None:
         return result["val_accuracy"]
-    vals = [h["val_accuracy"] for h in run["history"] if h.get("val_accuracy") is not None]
-    return max(vals) if vals else run["status"].get("best_val_accuracy")
+    vals = [h["val_accuracy"] for h in run.history if h.get("val_accuracy") is not None]
+    return max(vals) if vals else run.status.get("best_val_accuracy")
 
 
-def ladder_row(run: dict) -> dict:
+def state_label(run: Run) -> str:
+    """'finished', 'running', … or 'damaged: metrics.json: accuracy is "high", not a number.'"""
+    return f"{run.state}: {run.damaged}" if run.damaged else run.state
+
+
+def ladder_row(run: Run) -> dict:
     """One line of the runs table, in the shape of PRODUCT.md's ladder."""
-    config, status = run["config"], run["status"]
+    config, status = run.config, run.status
     result = status.get("result") or {}
-    metrics = run["metrics"] or {}
+    metrics = run.metrics or {}
     epochs_run = result.get("epochs_run")
     if epochs_run is None:
-        epochs_run = len([h for h in run["history"] if not h.get("partial")])
+        epochs_run = len([h for h in run.history if not h.get("partial")])
     seconds = result.get("seconds")
     if seconds is None and status.get("started"):
         seconds = (status.get("finished") or status.get("updated") or status["started"]) - status["started"]
     augment = " + augmentation" if config.get("augment") else ""
     return {
-        "run": run["id"],
-        "strategy": STRATEGY_LABELS.get(config.get("strategy"), config.get("strategy")) + augment,
+        "run": run.id,
+        "strategy": STRATEGY_LABELS.get(config.get("strategy"), config.get("strategy") or "?") + augment,
         "base": config.get("base"),
         "image size": config.get("image_size"),
         "epochs": epochs_run,
@@ -43,7 +47,7 @@ def ladder_row(run: dict) -> dict:
         "validation accuracy": best_val_accuracy(run),
         "test accuracy": metrics.get("accuracy"),
         "evaluated on": metrics.get("evaluated_on", "test" if metrics else None),
-        "state": run["state"],
+        "state": state_label(run),
     }
 
 
@@ -59,9 +63,13 @@ def cell_label(cell: tuple[int, int], cm: list[list[int]], classes: list[str]) -
     return f"{verdict} {classes[t]} → {classes[p]} ({cm[t][p]})"
 
 
-def predictions(run: dict) -> list[dict]:
-    """The run's per-image predictions ({path, true, pred, probs}); [] when there are none."""
-    return read_json(os.path.join(run["run_dir"], "predictions.json"), []) or []
+def predictions(run: Run) -> list[dict]:
+    """The run's per-image predictions ({path, true, pred, probs}); [] when there are none, or
+    when the file was damaged since the run was listed (the next listing says so)."""
+    try:
+        return runs.read_predictions(run.run_dir, len(run.config.get("classes") or []) or None)
+    except runs.RunDamaged:
+        return []
 
 
 def in_cell(preds: list[dict], cell: tuple[int, int]) -> list[dict]:

@@ -22,7 +22,7 @@ _WWW_LINK = re.compile(r"(?i)\b(www)\.")  # GitHub links "www.x.org" even with n
 STATE_ICONS = {"queued": ":material/hourglass_top:", "running": ":material/directions_run:",
                "stopping": ":material/pan_tool:", "finished": ":material/check_circle:",
                "stopped": ":material/stop_circle:", "failed": ":material/error:",
-               "interrupted": ":material/warning:"}
+               "interrupted": ":material/warning:", "damaged": ":material/broken_image:"}
 
 
 def plain(text) -> str:

@@ -1,0 +1,75 @@
+"""Files written safely: JSON written atomically, shared files given the usual permissions, and
+why a write failed in words. Used by the run folder (core.runs), exports, prediction CSVs and the
+recent-folders list.
+"""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import tempfile
+from contextlib import suppress
+
+TMP_PREFIX = ".tmp-"  # temporary files and folders, renamed into place when complete
+
+WHY_UNWRITABLE = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
+                  errno.EROFS: "it is read-only", errno.ENOENT: "it was deleted",
+                  errno.EACCES: "permission denied", errno.EPERM: "permission denied"}
+
+
+def why_unwritable(e: OSError) -> str:
+    """'the disk is full', 'it is read-only', 'it was deleted', … for an OSError of a write."""
+    return WHY_UNWRITABLE.get(e.errno) or str(e.strerror or e).rstrip(".").lower()
+
+
+def remove_quietly(path: str) -> None:
+    """Remove a file if possible (in a folder that just turned read-only, nothing can be)."""
+    with suppress(OSError):
+        os.unlink(path)
+
+
+def write_json(path: str, obj) -> None:
+    """Write JSON atomically: readers see the old file or the new one, never half of one. On any
+    failure the temporary file is removed and the error raised as it came."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=".json", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(obj, f, indent=1, default=jsonable)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        remove_quietly(tmp)
+        raise
+
+
+def jsonable(o):
+    if hasattr(o, "item"):
+        return o.item()
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    return str(o)
+
+
+def readable_by_all(path: str) -> None:
+    """Give path (and everything under it, for a folder) the permissions a plain open() would:
+    mkstemp and mkdtemp make owner-only files, and exports and CSVs are meant to be shared."""
+    umask = os.umask(0)
+    os.umask(umask)
+    if os.path.isfile(path):
+        os.chmod(path, 0o666 & ~umask)
+        return
+    for d, _, files in os.walk(path):
+        os.chmod(d, 0o777 & ~umask)
+        for f in files:
+            os.chmod(os.path.join(d, f), 0o666 & ~umask)
+
+
+def read_json(path: str, default=None):
+    """Any JSON file, unchecked: `default` when it is missing or not JSON."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError, RecursionError):
+        return default
