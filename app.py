@@ -14,9 +14,9 @@ import os
 
 import streamlit as st
 
-from core import data
+from core import data, devices
 from core.runs import list_runs
-from core.training import REGISTRY
+from core.jobs import REGISTRY
 from ui import cache, runtime, state, widgets
 
 PAGES = [
@@ -31,6 +31,7 @@ PAGES = [
 
 
 def main() -> None:
+    devices.configure()  # before any page imports TensorFlow: its log level and thread pools
     runtime.keep_keras_state()  # a training thread runs in this process (see ui/runtime.py)
     st.set_page_config(page_title="Transfer Lab", page_icon=":material/layers:", layout="wide")
     page = st.navigation(PAGES)

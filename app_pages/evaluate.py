@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from core.runs import list_runs
-from core.training import REGISTRY
+from core.jobs import REGISTRY
 from ui import cache, charts, inside, results, state, widgets
 
 GALLERY_MAX = 24

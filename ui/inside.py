@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import streamlit as st
 
-import core.training
+import core.jobs
 from core import data
 from core.runs import list_runs
 from ui import results, state
@@ -40,7 +40,7 @@ class Picked:
 
 def trained_runs() -> list[dict]:
     """Runs with a saved model, newest first."""
-    runs = list_runs(state.runs_dir(), core.training.REGISTRY.active_run_dirs())
+    runs = list_runs(state.runs_dir(), core.jobs.REGISTRY.active_run_dirs())
     return [r for r in runs if r["has_model"] and r["config"].get("classes")]
 
 

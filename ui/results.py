@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import os
 
+from core.jobs import STRATEGY_LABELS as STRATEGY_TITLES
 from core.runs import read_json
 
-STRATEGY_LABELS = {"scratch": "from scratch", "feature-extraction": "feature extraction",
-                   "fine-tune": "fine-tune"}
+STRATEGY_LABELS = {strategy: title.lower() for strategy, title in STRATEGY_TITLES.items()}  # in a sentence
 
 
 def best_val_accuracy(run: dict) -> float | None:
