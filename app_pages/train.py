@@ -70,7 +70,8 @@ def model_settings(strategy: str) -> dict:
                              help="The ImageNet network whose features are reused (not used from scratch)."),
         "image_size": st.select_slider("Image size (px)", IMAGE_SIZES, value=DEFAULTS.image_size, key="image_size",
                                        persist_state=SESSION),
-        "batch_size": st.select_slider("Batch size", BATCH_SIZES, value=DEFAULTS.batch_size, key="batch_size", persist_state=SESSION),
+        "batch_size": st.select_slider("Batch size", BATCH_SIZES, value=DEFAULTS.batch_size, key="batch_size",
+                                       persist_state=SESSION),
     }
 
 
@@ -93,11 +94,12 @@ def optimizer_settings(strategy: str) -> dict:
     """The optimizer and its learning rates (a low one for fine-tuning, as the references insist)."""
     return {
         "optimizer": st.selectbox("Optimizer", OPTIMIZERS, key="optimizer", persist_state=SESSION),
-        "learning_rate": st.select_slider("Learning rate", LEARNING_RATES, value=DEFAULT_LEARNING_RATE, format_func="{:g}".format,
-                                          key="learning_rate", persist_state=SESSION),
+        "learning_rate": st.select_slider("Learning rate", LEARNING_RATES, value=DEFAULT_LEARNING_RATE,
+                                          format_func="{:g}".format, key="learning_rate", persist_state=SESSION),
         "fine_tune_learning_rate": st.select_slider(
-            "Fine-tune learning rate", LEARNING_RATES, value=DEFAULTS.fine_tune_learning_rate, format_func="{:g}".format,
-            key="fine_tune_learning_rate", disabled=strategy != "fine-tune", persist_state=SESSION),
+            "Fine-tune learning rate", LEARNING_RATES, value=DEFAULTS.fine_tune_learning_rate,
+            format_func="{:g}".format, key="fine_tune_learning_rate", disabled=strategy != "fine-tune",
+            persist_state=SESSION),
     }
 
 
@@ -105,7 +107,8 @@ def data_settings(strategy: str) -> dict:
     """Augmentation on or off (its settings come from the Augment page), views, seed."""
     augment = st.toggle("Data augmentation", key="augment", persist_state=SESSION)
     st.caption(f"{widgets.describe_augment(state.augment_config())} — set on the Augment page.")
-    views = st.number_input("Augmented views per image", 1, 16, value=DEFAULTS.views, key="views", persist_state=SESSION,
+    views = st.number_input("Augmented views per image", 1, 16, value=DEFAULTS.views, key="views",
+                            persist_state=SESSION,
                             disabled=not augment or strategy == "scratch",
                             help="Feature extraction caches the base's output for this many augmented "
                                  "versions of every training image.")
