@@ -16,9 +16,9 @@ import uuid
 
 import streamlit as st
 
-from core import data
+from core import data, devices
 from core.runs import list_runs
-from core.training import REGISTRY
+from core.jobs import REGISTRY
 from ui import cache, i18n, runtime, state, widgets
 
 PAGES = [
@@ -33,6 +33,7 @@ PAGES = [
 
 
 def main() -> None:
+    devices.configure()  # before any page imports TensorFlow: its log level and thread pools
     runtime.keep_keras_state()  # a training thread runs in this process (see ui/runtime.py)
     st.set_page_config(page_title="Transfer Lab", page_icon=":material/layers:", layout="wide")
     i18n.keep_in_url()  # ?lang=ja: a refresh or a shared link opens in the same language

@@ -6,8 +6,8 @@ import os
 import pandas as pd
 import streamlit as st
 
+from core.jobs import REGISTRY
 from core.runs import Run, list_runs
-from core.training import REGISTRY
 from ui import cache, charts, inside, results, state, widgets
 
 GALLERY_MAX = 24

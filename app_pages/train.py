@@ -7,13 +7,11 @@ import pandas as pd
 import streamlit as st
 
 from core import data
-from core.models import BACKBONES
-from core.training import DEFAULT_EPOCHS, DEFAULT_FINE_TUNE_EPOCHS, DEFAULT_UNFREEZE, REGISTRY, STRATEGIES, \
-    JobBusy, TrainConfig
+from core.backbones import BACKBONES
+from core.jobs import DEFAULT_DROPOUT, DEFAULT_EPOCHS, DEFAULT_FINE_TUNE_EPOCHS, DEFAULT_LEARNING_RATE, DEFAULTS, \
+    OPTIMIZERS, REGISTRY, STRATEGIES, STRATEGY_LABELS, JobBusy, TrainConfig
 from ui import cache, charts, state, widgets
 
-STRATEGY_LABELS = {"scratch": "From scratch", "feature-extraction": "Feature extraction",
-                   "fine-tune": "Fine-tuning"}
 STRATEGY_HELP = {
     "scratch": "A small convnet learns everything from your images (rungs 1–2 of the ladder).",
     "feature-extraction": "A network pretrained on ImageNet stays frozen; only a new head learns (rung 3).",
@@ -46,7 +44,7 @@ def main() -> None:
 
 def settings(ds) -> TrainConfig:
     """Every setting of one training: the strategy, then four columns."""
-    strategy = st.radio("Strategy", STRATEGIES, index=STRATEGIES.index("feature-extraction"), horizontal=True,
+    strategy = st.radio("Strategy", STRATEGIES, index=STRATEGIES.index(DEFAULTS.strategy), horizontal=True,
                         format_func=STRATEGY_LABELS.get, captions=[STRATEGY_HELP[s] for s in STRATEGIES],
                         key="strategy", persist_state=SESSION)
     columns = st.columns(4, gap="medium")
@@ -70,9 +68,10 @@ def model_settings(strategy: str) -> dict:
         "base": st.selectbox("Pretrained base", list(BACKBONES), format_func=lambda k: BACKBONES[k].label,
                              key="base", disabled=strategy == "scratch", persist_state=SESSION,
                              help="The ImageNet network whose features are reused (not used from scratch)."),
-        "image_size": st.select_slider("Image size (px)", IMAGE_SIZES, value=160, key="image_size",
+        "image_size": st.select_slider("Image size (px)", IMAGE_SIZES, value=DEFAULTS.image_size, key="image_size",
                                        persist_state=SESSION),
-        "batch_size": st.select_slider("Batch size", BATCH_SIZES, value=32, key="batch_size", persist_state=SESSION),
+        "batch_size": st.select_slider("Batch size", BATCH_SIZES, value=DEFAULTS.batch_size, key="batch_size",
+                                       persist_state=SESSION),
     }
 
 
@@ -86,7 +85,7 @@ def schedule_settings(strategy: str) -> dict:
         "fine_tune_epochs": int(st.number_input("Fine-tune epochs", 1, 500, value=DEFAULT_FINE_TUNE_EPOCHS,
                                                 key="fine_tune_epochs", disabled=not fine_tune,
                                                 persist_state=SESSION)),
-        "dropout": st.slider("Dropout", 0.0, 0.9, step=0.05, value=0.5 if strategy == "scratch" else 0.2,
+        "dropout": st.slider("Dropout", 0.0, 0.9, step=0.05, value=DEFAULT_DROPOUT[strategy],
                              key=f"dropout_{strategy}", persist_state=SESSION),
     }
 
@@ -94,12 +93,13 @@ def schedule_settings(strategy: str) -> dict:
 def optimizer_settings(strategy: str) -> dict:
     """The optimizer and its learning rates (a low one for fine-tuning, as the references insist)."""
     return {
-        "optimizer": st.selectbox("Optimizer", ["adam", "rmsprop", "sgd"], key="optimizer", persist_state=SESSION),
-        "learning_rate": st.select_slider("Learning rate", LEARNING_RATES, value=1e-3, format_func="{:g}".format,
-                                          key="learning_rate", persist_state=SESSION),
+        "optimizer": st.selectbox("Optimizer", OPTIMIZERS, key="optimizer", persist_state=SESSION),
+        "learning_rate": st.select_slider("Learning rate", LEARNING_RATES, value=DEFAULT_LEARNING_RATE,
+                                          format_func="{:g}".format, key="learning_rate", persist_state=SESSION),
         "fine_tune_learning_rate": st.select_slider(
-            "Fine-tune learning rate", LEARNING_RATES, value=1e-5, format_func="{:g}".format,
-            key="fine_tune_learning_rate", disabled=strategy != "fine-tune", persist_state=SESSION),
+            "Fine-tune learning rate", LEARNING_RATES, value=DEFAULTS.fine_tune_learning_rate,
+            format_func="{:g}".format, key="fine_tune_learning_rate", disabled=strategy != "fine-tune",
+            persist_state=SESSION),
     }
 
 
@@ -107,7 +107,8 @@ def data_settings(strategy: str) -> dict:
     """Augmentation on or off (its settings come from the Augment page), views, seed."""
     augment = st.toggle("Data augmentation", key="augment", persist_state=SESSION)
     st.caption(f"{widgets.describe_augment(state.augment_config())} — set on the Augment page.")
-    views = st.number_input("Augmented views per image", 1, 16, value=4, key="views", persist_state=SESSION,
+    views = st.number_input("Augmented views per image", 1, 16, value=DEFAULTS.views, key="views",
+                            persist_state=SESSION,
                             disabled=not augment or strategy == "scratch",
                             help="Feature extraction caches the base's output for this many augmented "
                                  "versions of every training image.")
@@ -123,7 +124,7 @@ def unfreeze_slider(base: str, n_classes: int) -> int:
     """How many layers of the base, counted from the top, train in the fine-tune phase."""
     rows, _ = cache.base_layers(base, n_classes, 0)
     return st.slider(f"Layers of {BACKBONES[base].label} to unfreeze (from the top)", 0, len(rows),
-                     value=min(DEFAULT_UNFREEZE.get(base, 20), len(rows)), key=f"unfreeze_{base}",
+                     value=min(BACKBONES[base].default_unfreeze, len(rows)), key=f"unfreeze_{base}",
                      persist_state=SESSION,
                      help="BatchNormalization layers stay frozen, in inference mode, as the references advise.")
 
@@ -170,8 +171,8 @@ def start_button(config: TrainConfig, ds) -> None:
     problem = None
     if ds is None:
         problem = "Choose a usable dataset on the Dataset page first."
-    elif config.strategy != "scratch" and config.image_size < BACKBONES[config.base].min_size:
-        problem = f"{BACKBONES[config.base].label} needs images of at least {BACKBONES[config.base].min_size} px."
+    elif config.strategy != "scratch":
+        problem = BACKBONES[config.base].size_problem(config.image_size)
     if problem:
         st.warning(problem)
     else:

@@ -18,9 +18,12 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("KERAS_HOME", os.path.join(ROOT, "..", "shared", "weights"))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
+
+from core import devices  # noqa: E402
+
+devices.configure()  # TensorFlow's log level and threads, as the app and the command lines set them
 
 
 def now_utc() -> str:

@@ -55,18 +55,18 @@ def layers_augmentation(config, seed=None):
 
 
 def run_arm(arm: str, data_dir: str, size: int, epochs: int, runs_dir: str) -> dict:
-    from core import augment, data, training
+    from core import augment, data, jobs
 
     composed = augment.build_augmentation
     preset = arm.split("-")[0] if "-" in arm else None
-    config = training.TrainConfig(
+    config = jobs.TrainConfig(
         data=data_dir, strategy="scratch", image_size=size, epochs=epochs, runs_dir=runs_dir,
         augment=preset is not None,
         augment_config=augment.AugmentConfig.preset(preset).to_dict() if preset else None,
         memory_budget_mb=0 if arm == "streamed" else None)
     augment.build_augmentation = layers_augmentation if arm.endswith("-layers") else composed
     data.DECODE_CACHE.clear()
-    job = training.Job(config)
+    job = jobs.Job(config)
     start = time.perf_counter()
     try:
         result = job.run()

@@ -2,7 +2,7 @@
 
 Two arms, alternated in one process (A B A B ...), each from the JPEG files to a test accuracy:
 
-  job   core.training.JobRegistry().start(TrainConfig(strategy="scratch", ...)): the real path --
+  job   core.jobs.JobRegistry().start(TrainConfig(strategy="scratch", ...)): the real path --
         a background thread, the callback publishing every batch and epoch, validation and
         checkpointing each epoch, history.jsonl / status.json / model.keras written to disk, the
         best model reloaded and evaluated, metrics and predictions written; the main thread polls
@@ -61,9 +61,9 @@ def main() -> None:
 
     import keras
 
-    from core import data, models, training
+    from core import data, devices, jobs, models
 
-    device = training.configure_tensorflow()
+    device = devices.start_tensorflow()
     work = tempfile.mkdtemp(prefix="tl-overhead-")
     root = subset(a.data, a.per_class, os.path.join(work, "data")) if a.per_class else a.data
     seed = 0
@@ -73,7 +73,7 @@ def main() -> None:
         runs_dir = os.path.join(work, "runs")
         cpu0 = time.process_time()
         with common.Timer() as t:
-            job = training.JobRegistry().start(training.TrainConfig(
+            job = jobs.JobRegistry().start(jobs.TrainConfig(
                 data=root, strategy="scratch", image_size=a.size, epochs=a.epochs,
                 batch_size=a.batch_size, seed=seed, runs_dir=runs_dir))
             while job.thread.is_alive():

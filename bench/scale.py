@@ -10,7 +10,7 @@
             the peak RSS after importing TensorFlow and the engine (the floor), and the decoded
             dataset's size, N * S * S * 3 bytes of uint8
   stages    for the largest size, the RSS after each step of the engine's in-memory data path in
-            one process (decode, tf.data pipelines, an epoch, core.training.evaluate on the test
+            one process (decode, tf.data pipelines, an epoch, core.metrics.evaluate on the test
             split): how many copies of the decoded data are alive
 
 Peak RSS is the process's VmHWM (/proc/self/status); 'before' is its VmRSS then. The generated images are small JPEGs (64-200 px a side,
@@ -105,7 +105,7 @@ def child_train(folder: str, train_args: list[str], runs_dir: str) -> dict:
 
     import tensorflow  # noqa: F401  (imported before the floor is read: the floor includes it)
 
-    from core import train, training  # noqa: F401
+    from core import train, training  # noqa: F401  (the engine, imported before the floor is read)
 
     floor = rss_mb()
     out = io.StringIO()
@@ -125,7 +125,7 @@ def child_stages(folder: str, size: int) -> dict:
     import keras
     import tensorflow  # noqa: F401  (imported before the first reading)
 
-    from core import data, training
+    from core import data, metrics
 
     stages = [("TensorFlow and the engine imported", rss_mb())]
     ds = data.scan(folder)
@@ -145,8 +145,8 @@ def child_stages(folder: str, size: int) -> dict:
     stages.append(("one epoch of train and validation iterated", rss_mb()))
     tiny = keras.Sequential([keras.Input((size, size, 3)), keras.layers.GlobalAveragePooling2D(),
                              keras.layers.Dense(CLASSES, activation="softmax")])
-    training.evaluate(tiny, xt, sets["test"][1], sets["test"][2], ds.classes)
-    stages.append(("core.training.evaluate on the test split (batch by batch)", rss_mb()))
+    metrics.evaluate(tiny, xt, sets["test"][1], sets["test"][2], ds.classes)
+    stages.append(("core.metrics.evaluate on the test split (batch by batch)", rss_mb()))
     return {"stages": stages, "peak_rss_mb": peak_rss_mb(),
             "uint8_mb": {k: v[0].nbytes / 1024 ** 2 for k, v in sets.items()}}
 

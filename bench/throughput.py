@@ -4,7 +4,7 @@ Three arms, alternated in one process (A B C A B C ...), medians reported:
 
   engine  what core.training does for feature extraction, with its own functions:
           core.data.load_arrays (PIL decode + resize on its thread pool, cache cleared first so
-          every round really decodes) then core.training._extract (the frozen MobileNetV2 base
+          every round really decodes) then core.features.extract (the frozen MobileNetV2 base
           and pooling, batches of 64) -- decode + resize + forward, from the JPEG files. Its
           compiled forward is traced once and reused, as for the validation split of a training
   engine, cold  the same with a new compiled forward each round, so it includes tracing, as the
@@ -45,20 +45,20 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--size", type=int, default=160)
     p.add_argument("--base", default="mobilenet_v2")
-    p.add_argument("--batch", type=int, default=64, help="forward batch (core.training._extract uses 64)")
+    p.add_argument("--batch", type=int, default=64, help="forward batch (core.features.extract uses 64)")
     a = p.parse_args()
     info = common.header("throughput: feature-extraction pass vs bare forward pass")
 
     import tensorflow as tf
 
-    from core import data, models, training
+    from core import data, devices, features, jobs, models
 
-    device = training.configure_tensorflow()
+    device = devices.start_tensorflow()
     ds = data.scan(a.data)
     items = sample(ds.splits["train"], a.n)
     model = models.build_transfer(a.base, a.size, len(ds.classes))
     prefix = models.feature_model(model)  # what _train_transfer extracts for feature extraction
-    job = training.Job(training.TrainConfig(data=a.data))
+    job = jobs.Job(jobs.TrainConfig(data=a.data))
     print(f"{len(items)} train images of {ds.root}, {a.base} at {a.size} px, {device}", flush=True)
 
     def decode() -> dict:
@@ -68,21 +68,21 @@ def main() -> None:
         assert len(x) == len(items)
         return {"seconds": t.seconds}
 
-    warm_forward = training.compiled_forward(prefix)
+    warm_forward = features.compiled_forward(prefix)
 
     def engine(cold: bool = False) -> dict:
         data.DECODE_CACHE.clear()
         with common.Timer() as total:
             with common.Timer() as t_decode:
                 x, _, _ = data.load_arrays(items, a.size, [], resize="crop")
-            forward = training.compiled_forward(prefix) if cold else warm_forward
-            feats = training._extract(job, prefix, x, 1, None, 0, "features", batch=a.batch, forward=forward)
+            forward = features.compiled_forward(prefix) if cold else warm_forward
+            feats = features.extract(job, prefix, x, 1, None, 0, "features", batch=a.batch, forward=forward)
         assert feats[0].shape[0] == len(items)
         return {"seconds": total.seconds, "decode": t_decode.seconds,
                 "forward": total.seconds - t_decode.seconds}
 
     images, _, _ = data.load_arrays(items, a.size, [], resize="crop")
-    batches = [tf.constant(images[sl].astype(np.float32)) for sl in training._batched(len(images), a.batch)]
+    batches = [tf.constant(images[sl].astype(np.float32)) for sl in features.batched(len(images), a.batch)]
 
     @tf.function(reduce_retracing=True)
     def forward(x):

@@ -30,9 +30,7 @@ import time
 import zipfile
 from datetime import datetime, timezone
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from core import files, runs  # noqa: E402
+from core import devices, files, runs
 
 FORMATS = ("keras", "savedmodel", "tflite")
 INFO_FILE = "export.json"
@@ -128,8 +126,6 @@ def write_tflite(model, folder: str, representative=None) -> str:
     import numpy as np
     import tensorflow as tf
 
-    from core.train import _native_stderr_silenced
-
     staging = write_saved_model(model, folder)
     try:
         converter = tf.lite.TFLiteConverter.from_saved_model(staging)
@@ -138,7 +134,7 @@ def write_tflite(model, folder: str, representative=None) -> str:
             converter.representative_dataset = lambda: ([img[None].astype(np.float32)] for img in representative)
             # Every op in int8, or a clear failure: no silent fallback to float kernels.
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        with _native_stderr_silenced():  # the converter's C++ side logs to fd 2
+        with devices.native_stderr_silenced():  # the converter's C++ side logs to fd 2
             flat = converter.convert()
     except Exception as e:
         kind = "int8 " if representative is not None else ""
@@ -339,11 +335,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from core.train import _native_stderr_silenced
-    from core.training import configure_tensorflow
+    devices.configure()
 
-    with _native_stderr_silenced():  # TensorFlow's start-up and device probing chatter
-        configure_tensorflow()
+    with devices.native_stderr_silenced():  # TensorFlow's start-up and device probing chatter
+        devices.start_tensorflow()
     try:
         result = export_run(args.run_dir, args.format, args.int8, args.out)
     except ExportError as e:

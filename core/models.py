@@ -9,47 +9,25 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
-from typing import Callable
 
 import keras
 from keras import layers
+
+from core.backbones import BACKBONES, Backbone, WeightsUnavailable  # noqa: F401  (WeightsUnavailable: raised here)
 
 
 NON_BASE = ("image", "preprocess")
 HEAD_PREFIX = ("head_", "predictions")
 
 
-@dataclass(frozen=True)
-class Backbone:
-    label: str
-    build: Callable  # keras.applications constructor
-    preprocess: Callable  # its own preprocess_input
-    min_size: int
-    kwargs: tuple = ()
+def application(spec: Backbone):
+    """The keras.applications constructor of a backbone."""
+    return getattr(keras.applications, spec.application)
 
 
-def _apps():
-    a = keras.applications
-    return {
-        "mobilenet_v2": Backbone("MobileNetV2", a.MobileNetV2, a.mobilenet_v2.preprocess_input, 32),
-        "mobilenet": Backbone("MobileNet", a.MobileNet, a.mobilenet.preprocess_input, 32),
-        "mobilenet_025": Backbone("MobileNet (alpha 0.25)", a.MobileNet, a.mobilenet.preprocess_input, 32,
-                                  (("alpha", 0.25),)),
-        "vgg16": Backbone("VGG16", a.VGG16, a.vgg16.preprocess_input, 32),
-        "resnet50": Backbone("ResNet50", a.ResNet50, a.resnet50.preprocess_input, 32),
-        "efficientnet_b0": Backbone("EfficientNetB0", a.EfficientNetB0, a.efficientnet.preprocess_input, 32),
-        "xception": Backbone("Xception", a.Xception, a.xception.preprocess_input, 71),
-        "inception_v3": Backbone("InceptionV3", a.InceptionV3, a.inception_v3.preprocess_input, 75),
-    }
-
-
-BACKBONES: dict[str, Backbone] = _apps()
-BASE_NAMES = ["scratch"] + list(BACKBONES)
-
-
-class WeightsUnavailable(RuntimeError):
-    """Pretrained weights are missing from the Keras cache and could not be downloaded."""
+def preprocess_input(spec: Backbone):
+    """The backbone's own preprocess_input."""
+    return getattr(keras.applications, spec.module).preprocess_input
 
 
 @keras.saving.register_keras_serializable(package="transferlab")
@@ -61,7 +39,7 @@ class Preprocess(layers.Layer):
         self.backbone = backbone
 
     def call(self, x):
-        return BACKBONES[self.backbone].preprocess(x)
+        return preprocess_input(BACKBONES[self.backbone])(x)
 
     def get_config(self):
         return {**super().get_config(), "backbone": self.backbone}
@@ -85,11 +63,11 @@ def _weights_message(backbone: str, size: int, error: Exception) -> str:
 def load_base(backbone: str, input_tensor, image_size: int, weights: str | None = "imagenet"):
     """The keras.applications base built on input_tensor (no top). Raises WeightsUnavailable."""
     spec = BACKBONES[backbone]
-    if image_size < spec.min_size:
-        raise ValueError(f"{spec.label} needs images of at least {spec.min_size} px (got {image_size}).")
+    if spec.size_problem(image_size):
+        raise ValueError(spec.size_problem(image_size))
     try:
-        return spec.build(include_top=False, weights=weights, input_tensor=input_tensor,
-                          input_shape=(image_size, image_size, 3), **dict(spec.kwargs))
+        return application(spec)(include_top=False, weights=weights, input_tensor=input_tensor,
+                                 input_shape=(image_size, image_size, 3), **dict(spec.kwargs))
     except Exception as e:
         if weights and ("fetch failure" in str(e) or "URL" in str(e) or isinstance(e, OSError)):
             raise WeightsUnavailable(_weights_message(backbone, image_size, e)) from None

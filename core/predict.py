@@ -28,9 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from core import data, files, runs  # noqa: E402
+from core import data, devices, files, runs
 
 CHUNK = 256  # images decoded and predicted at a time: memory stays flat on a big folder
 
@@ -211,12 +209,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from core.train import _native_stderr_silenced
-    from core.training import configure_tensorflow
+    devices.configure()
 
     t0 = time.time()
-    with _native_stderr_silenced():  # TensorFlow's start-up and device probing chatter
-        configure_tensorflow()
+    with devices.native_stderr_silenced():  # TensorFlow's start-up and device probing chatter
+        devices.start_tensorflow()
     out = args.out or default_csv(args.run_dir, args.folder)
     try:
         listing = folder_listing(args.folder)

@@ -24,7 +24,8 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
-from core.training import Job, TrainConfig, pick_strategy
+from core.devices import pick_strategy
+from core.jobs import Job, TrainConfig
 
 strategy = pick_strategy(["/cpu:0", "/cpu:1"])
 job = Job(TrainConfig(**json.loads(sys.argv[1])))
@@ -93,7 +94,7 @@ def test_fine_tune_under_mirrored_strategy_learns(tmp_path):
 def test_one_cpu_gets_the_default_strategy_and_unknown_devices_a_sentence():
     import tensorflow as tf
 
-    from core.training import pick_strategy
+    from core.devices import pick_strategy
 
     if tf.config.list_physical_devices("GPU"):
         pytest.skip("this machine has a GPU")
@@ -105,7 +106,7 @@ def test_one_cpu_gets_the_default_strategy_and_unknown_devices_a_sentence():
 
 
 def test_automatic_choices_follow_the_hardware():
-    from core.training import describe_devices, mixed_precision_helps
+    from core.devices import describe_devices, mixed_precision_helps
 
     a100 = {"device": "/physical_device:GPU:0", "name": "NVIDIA A100", "compute_capability": (8, 0)}
     p100 = {"device": "/physical_device:GPU:1", "name": "Tesla P100", "compute_capability": (6, 0)}
@@ -121,7 +122,7 @@ def test_automatic_choices_follow_the_hardware():
 def test_out_of_memory_reads_as_a_suggestion():
     import tensorflow as tf
 
-    from core.training import readable_error
+    from core.jobs import readable_error
 
     oom = tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor with shape[64,160,160,32]")
     message = readable_error(oom)
@@ -138,7 +139,7 @@ def test_mixed_precision_forced_on_keeps_the_output_in_float32(shapes, tmp_path)
     import numpy as np
 
     from core import runs
-    from core.training import Job, TrainConfig
+    from core.jobs import Job, TrainConfig
 
     job = Job(TrainConfig(data=shapes, strategy="scratch", image_size=48, epochs=1, batch_size=8,
                           runs_dir=str(tmp_path / "runs"), weights=None, mixed_precision=True))
@@ -153,7 +154,7 @@ def test_mixed_precision_forced_on_keeps_the_output_in_float32(shapes, tmp_path)
 
 
 def test_global_batch_scales_with_replicas_and_fits_small_splits():
-    from core.training import global_batch
+    from core.devices import global_batch
 
     assert global_batch(32, 1, 5) == 32  # one device: as asked, a small split is one short batch
     assert global_batch(32, 4, 1000) == 128

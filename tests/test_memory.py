@@ -8,8 +8,8 @@ import os
 import numpy as np
 import pytest
 
-from core import data, training
-from core.training import Job, TrainConfig
+from core import data
+from core.jobs import Job, TrainConfig
 
 
 def _config(data_dir, runs_dir, **kw):
@@ -21,7 +21,7 @@ def _config(data_dir, runs_dir, **kw):
 def _no_whole_decode(monkeypatch):
     def refuse(*a, **k):
         raise AssertionError("the whole split was decoded into memory")
-    monkeypatch.setattr(training.data_mod, "load_arrays", refuse)
+    monkeypatch.setattr(data, "load_arrays", refuse)
 
 
 def test_over_the_budget_a_training_reads_the_files_batch_by_batch(shapes, runs_dir, monkeypatch):
@@ -39,7 +39,7 @@ def test_over_the_budget_a_training_reads_the_files_batch_by_batch(shapes, runs_
 def test_within_the_budget_the_images_are_decoded_once(shapes, runs_dir, monkeypatch):
     calls = []
     real = data.load_arrays
-    monkeypatch.setattr(training.data_mod, "load_arrays", lambda items, *a, **k: calls.append(len(items))
+    monkeypatch.setattr(data, "load_arrays", lambda items, *a, **k: calls.append(len(items))
                         or real(items, *a, **k))
     job = Job(_config(shapes, runs_dir, memory_budget_mb=100, epochs=1))
     job.run()
@@ -162,7 +162,7 @@ def test_a_file_that_goes_bad_during_a_streamed_training_is_reported_in_skipped_
             open(items[0][0], "wb").write(b"overwritten while the training ran")
         return real(items, *a, **k)
 
-    monkeypatch.setattr(training.data_mod, "file_images", then_one_file_changes)
+    monkeypatch.setattr(data, "file_images", then_one_file_changes)
     job = Job(_config(shapes, runs_dir, memory_budget_mb=0, epochs=1))
     result = job.run()
     assert job.error is None and result["test_accuracy"] is not None, job.error

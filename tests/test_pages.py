@@ -16,9 +16,9 @@ import streamlit as st
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-import core.training
+import core.jobs
 from core.sample import make_shapes
-from core.training import JobRegistry
+from core.jobs import JobRegistry
 from ui.results import confusion_cells
 
 from apptest_helpers import assert_clean, open_app, texts  # noqa: E402
@@ -42,7 +42,7 @@ def env(tmp_path, samples_dir, monkeypatch):
     monkeypatch.setenv("TRANSFERLAB_DATA_ROOTS", str(data_root))
     monkeypatch.setenv("TRANSFERLAB_SAMPLES_DIR", samples_dir)
     registry = JobRegistry()
-    monkeypatch.setattr(core.training, "REGISTRY", registry)
+    monkeypatch.setattr(core.jobs, "REGISTRY", registry)
     st.cache_data.clear()
     st.cache_resource.clear()
     yield {"runs": runs, "data": data_root, "registry": registry}

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import streamlit as st
 
-import core.training
+import core.jobs
 from core import runs
-from core.training import JobRegistry
+from core.jobs import JobRegistry
 from run_damage import DAMAGE, ISSUE_CASES
 from tiny_runs import make_tiny_run
 
@@ -57,7 +57,7 @@ def damaged(request, evaluated, tmp_path, monkeypatch):
     monkeypatch.setenv("TRANSFERLAB_RUNS_DIR", str(folder))
     monkeypatch.setenv("TRANSFERLAB_DATA_ROOTS", str(tmp_path))
     monkeypatch.setenv("TRANSFERLAB_SAMPLES_DIR", str(tmp_path / "samples"))
-    monkeypatch.setattr(core.training, "REGISTRY", JobRegistry())
+    monkeypatch.setattr(core.jobs, "REGISTRY", JobRegistry())
     st.cache_data.clear()
     st.cache_resource.clear()
     yield why

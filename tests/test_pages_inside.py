@@ -18,9 +18,9 @@ import streamlit as st
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-import core.training
+import core.jobs
 from core.sample import make_shapes
-from core.training import Job, JobRegistry, TrainConfig
+from core.jobs import Job, JobRegistry, TrainConfig
 
 from apptest_helpers import assert_clean, open_app, texts  # noqa: E402
 
@@ -48,7 +48,7 @@ def env(tmp_path, trained, monkeypatch):
     monkeypatch.setenv("TRANSFERLAB_DATA_ROOTS", str(tmp_path))
     monkeypatch.setenv("TRANSFERLAB_SAMPLES_DIR", str(tmp_path / "samples"))
     monkeypatch.setenv("TRANSFERLAB_MAX_STEPS", "3")
-    monkeypatch.setattr(core.training, "REGISTRY", JobRegistry())
+    monkeypatch.setattr(core.jobs, "REGISTRY", JobRegistry())
     st.cache_data.clear()
     st.cache_resource.clear()
     run_dir = next(runs.iterdir())
@@ -81,7 +81,7 @@ def png_bytes(size=40) -> bytes:
 def test_inspect_without_a_trained_run_says_what_to_do(tmp_path, monkeypatch):
     monkeypatch.setenv("TRANSFERLAB_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setenv("TRANSFERLAB_SAMPLES_DIR", str(tmp_path / "samples"))
-    monkeypatch.setattr(core.training, "REGISTRY", JobRegistry())
+    monkeypatch.setattr(core.jobs, "REGISTRY", JobRegistry())
     for page in ("inspect", "visualize"):
         at = open_app(page)
         assert "No trained model yet" in at.info[0].value

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import streamlit as st
 
-import core.training
+import core.jobs
 from core.predict import Predictor, predict_folder
-from core.training import JobRegistry
+from core.jobs import JobRegistry
 from tiny_runs import make_tiny_run
 
 from apptest_helpers import assert_clean, open_app, texts  # noqa: E402
@@ -36,7 +36,7 @@ def env(tmp_path, trained, monkeypatch):
     monkeypatch.setenv("TRANSFERLAB_RUNS_DIR", str(runs))
     monkeypatch.setenv("TRANSFERLAB_DATA_ROOTS", str(data_root))
     monkeypatch.setenv("TRANSFERLAB_SAMPLES_DIR", str(tmp_path / "samples"))
-    monkeypatch.setattr(core.training, "REGISTRY", JobRegistry())
+    monkeypatch.setattr(core.jobs, "REGISTRY", JobRegistry())
     st.cache_data.clear()
     st.cache_resource.clear()
     run_dir = next(runs.iterdir())
@@ -53,7 +53,7 @@ def image_captions(at) -> list[str]:
 def test_predict_is_after_evaluate_and_asks_for_a_run_first(tmp_path, monkeypatch):
     monkeypatch.setenv("TRANSFERLAB_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setenv("TRANSFERLAB_SAMPLES_DIR", str(tmp_path / "samples"))
-    monkeypatch.setattr(core.training, "REGISTRY", JobRegistry())
+    monkeypatch.setattr(core.jobs, "REGISTRY", JobRegistry())
     at = open_app("predict")
     assert at.title[0].value == "Predict"
     assert "No trained model yet" in at.info[0].value

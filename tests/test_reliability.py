@@ -15,9 +15,9 @@ import streamlit as st
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-import core.training
+import core.jobs
 from core import data, runs
-from core.training import Job, JobRegistry, TrainConfig
+from core.jobs import Job, JobRegistry, TrainConfig
 from ui import folders
 
 from apptest_helpers import APP, assert_clean, open_app, texts  # noqa: E402
@@ -46,7 +46,7 @@ def env(tmp_path, samples_dir, monkeypatch):
     monkeypatch.setenv("TRANSFERLAB_DATA_ROOTS", str(root))
     monkeypatch.setenv("TRANSFERLAB_SAMPLES_DIR", samples_dir)
     registry = JobRegistry()
-    monkeypatch.setattr(core.training, "REGISTRY", registry)
+    monkeypatch.setattr(core.jobs, "REGISTRY", registry)
     st.cache_data.clear()
     st.cache_resource.clear()
     yield {"root": root, "outside": outside, "corpus": corpus, "runs": tmp_path / "runs", "registry": registry}

@@ -25,10 +25,10 @@ import pytest
 import streamlit as st
 from PIL import Image
 
-import core.training
+import core.jobs
 from conftest import ROOT, jpeg_bytes
 from core import data
-from core.training import JobRegistry
+from core.jobs import JobRegistry
 
 from apptest_helpers import assert_clean, open_app, texts  # noqa: E402
 
@@ -340,7 +340,7 @@ def env(tmp_path, corpus, monkeypatch):
     monkeypatch.setenv("TRANSFERLAB_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setenv("TRANSFERLAB_DATA_ROOTS", os.path.dirname(corpus))
     monkeypatch.setenv("TRANSFERLAB_SAMPLES_DIR", str(tmp_path / "samples"))
-    monkeypatch.setattr(core.training, "REGISTRY", JobRegistry())
+    monkeypatch.setattr(core.jobs, "REGISTRY", JobRegistry())
     st.cache_data.clear()
     st.cache_resource.clear()
     yield {"runs": tmp_path / "runs", "corpus": corpus}

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from core import runs, training
-from core.training import Job, JobBusy, JobRegistry, TrainConfig
+from core import runs
+from core.jobs import Job, JobBusy, JobRegistry, TrainConfig
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -45,10 +45,10 @@ def _only_run(runs_dir) -> runs.Run:
 # ---------------------------------------------------------------- kill -9
 
 KILLED_SCRIPT = textwrap.dedent("""
-    # A training started exactly as the Train page starts it: core.training.REGISTRY.start(config).
+    # A training started exactly as the Train page starts it: core.jobs.REGISTRY.start(config).
     import sys, time
     sys.path.insert(0, {root!r})
-    from core.training import REGISTRY, TrainConfig
+    from core.jobs import REGISTRY, TrainConfig
     job = REGISTRY.start(TrainConfig(data={data!r}, strategy="scratch", image_size=48, batch_size=4,
                                      epochs=500, runs_dir={runs!r}, weights=None))
     while job.active:
@@ -243,7 +243,7 @@ def test_a_full_disk_while_writing_the_history_fails_readably(shapes, runs_dir, 
     def full(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(training.runs, "append_history", full)
+    monkeypatch.setattr(runs, "append_history", full)
     job = Job(_config(shapes, runs_dir))
     job.run()
     assert job.state == "failed" and "No space left on device" in job.error
@@ -254,8 +254,8 @@ def test_a_full_disk_while_writing_the_history_fails_readably(shapes, runs_dir, 
 
 def _tf_compute_threads(value: str | None) -> tuple[int, str]:
     """(TensorFlow's compute threads after its first op, stderr) in a fresh process that imports
-    core.training first, as app.py does, with TRANSFERLAB_TF_THREADS=value."""
-    code = ("import os, sys; sys.path.insert(0, '.'); import core.training; import tensorflow as tf\n"
+    core.devices.configure() first, as app.py does, with TRANSFERLAB_TF_THREADS=value."""
+    code = ("import os, sys; sys.path.insert(0, '.'); import core.devices; core.devices.configure(); import tensorflow as tf\n"
             "tf.matmul(tf.ones((64, 64)), tf.ones((64, 64))).numpy()\n"
             "names = [open(f'/proc/self/task/{t}/comm').read().strip() for t in os.listdir('/proc/self/task')]\n"
             "print(names.count('tf_Compute'))")

@@ -1,4 +1,4 @@
-"""core.training: the three strategies, the job registry, stop, errors, runs on disk."""
+"""core.training and core.jobs: the three strategies, the job registry, stop, errors, runs on disk."""
 from __future__ import annotations
 
 import json
@@ -8,8 +8,9 @@ import time
 import numpy as np
 import pytest
 
-from core import runs, training
-from core.training import Job, TrainConfig
+from core import features, metrics, runs
+from core import data as data_mod
+from core.jobs import Job, JobBusy, JobRegistry, TrainConfig
 
 
 def _config(data, runs_dir, **kw):
@@ -41,8 +42,8 @@ def test_scratch_run_writes_a_complete_run_folder(shapes, runs_dir):
 
 def test_feature_extraction_computes_features_once_then_trains_the_head(split_shapes, runs_dir, monkeypatch):
     calls = []
-    real = training._extract
-    monkeypatch.setattr(training, "_extract", lambda job, model, images, views, *a, **k:
+    real = features.extract
+    monkeypatch.setattr(features, "extract", lambda job, model, images, views, *a, **k:
                         calls.append((len(images), views)) or real(job, model, images, views, *a, **k))
     job = Job(_config(split_shapes, runs_dir, strategy="feature-extraction", epochs=5, augment=True, views=3))
     result = job.run()
@@ -84,9 +85,9 @@ def test_stop_is_honoured_within_one_batch_and_keeps_the_model(shapes, runs_dir,
 
 
 def test_registry_runs_one_job_at_a_time_in_the_background(shapes, runs_dir):
-    registry = training.JobRegistry()
+    registry = JobRegistry()
     job = registry.start(_config(shapes, runs_dir, epochs=30, batch_size=2))
-    with pytest.raises(training.JobBusy, match="already running"):
+    with pytest.raises(JobBusy, match="already running"):
         registry.start(_config(shapes, runs_dir))
     deadline = time.time() + 60
     while not job.batches and time.time() < deadline:
@@ -106,8 +107,8 @@ def test_an_error_in_the_thread_becomes_a_readable_failed_job(shapes, runs_dir, 
     def boom(*a, **k):
         raise MemoryError()
 
-    monkeypatch.setattr(training.data_mod, "load_arrays", boom)
-    registry = training.JobRegistry()
+    monkeypatch.setattr(data_mod, "load_arrays", boom)
+    registry = JobRegistry()
     job = registry.start(_config(shapes, runs_dir))
     job.thread.join(60)
     assert job.state == "failed" and "Out of memory" in job.error and "batch size" in job.error
@@ -116,13 +117,13 @@ def test_an_error_in_the_thread_becomes_a_readable_failed_job(shapes, runs_dir, 
 
 def test_bad_settings_are_refused_before_a_thread_starts(shapes, runs_dir):
     with pytest.raises(ValueError, match="Unknown strategy"):
-        training.JobRegistry().start(_config(shapes, runs_dir, strategy="magic"))
+        JobRegistry().start(_config(shapes, runs_dir, strategy="magic"))
     with pytest.raises(ValueError, match="Unknown base"):
         TrainConfig(data=shapes, strategy="fine-tune", base="alexnet").resolved()
 
 
 def test_metrics_from_probabilities():
     probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]])
-    m = training.metrics_from_probs(probs, np.array([0, 1, 1, 1]), ["a", "b"])
+    m = metrics.metrics_from_probs(probs, np.array([0, 1, 1, 1]), ["a", "b"])
     assert m["accuracy"] == 0.75 and m["confusion_matrix"] == [[1, 0], [1, 2]]
     assert m["per_class"]["a"]["precision"] == 0.5 and m["per_class"]["b"]["recall"] == pytest.approx(2 / 3)

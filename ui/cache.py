@@ -22,9 +22,9 @@ def sample_folder() -> str:
 
 @st.cache_resource(show_spinner="Starting TensorFlow…")
 def training_device() -> str:
-    from core.training import configure_tensorflow
+    from core.devices import start_tensorflow
 
-    return configure_tensorflow()
+    return start_tensorflow()
 
 
 @st.cache_data(show_spinner="Checking every image in the folder…", max_entries=16)
@@ -63,7 +63,8 @@ def augment_preview(image: np.ndarray, config: dict, n: int, seed: int) -> list[
 
 @st.cache_resource(show_spinner="Building the base to list its layers…", max_entries=4)
 def _layer_model(base: str, num_classes: int):
-    from core.models import BACKBONES, build_transfer
+    from core.backbones import BACKBONES
+    from core.models import build_transfer
 
     size = max(96, BACKBONES[base].min_size)  # the layer list does not depend on the size
     return build_transfer(base, size, num_classes, weights=None), threading.Lock()

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import streamlit as st
 
-import core.training
+import core.jobs
 from core import data
 from core.runs import Run, list_runs, model_saved_at
 from ui import results, state, widgets
@@ -40,7 +40,7 @@ class Picked:
 
 def trained_runs() -> tuple[list[Run], list[Run]]:
     """(runs with a saved model, damaged runs), newest first."""
-    runs = list_runs(state.runs_dir(), core.training.REGISTRY.active_run_dirs())
+    runs = list_runs(state.runs_dir(), core.jobs.REGISTRY.active_run_dirs())
     return ([r for r in runs if r.has_model and r.config.get("classes") and not r.damaged],
             [r for r in runs if r.damaged])
 

@@ -5,10 +5,10 @@ Pure functions over the core.runs.Run records that core.runs.list_runs returns.
 from __future__ import annotations
 
 from core import runs
+from core.jobs import STRATEGY_LABELS as STRATEGY_TITLES
 from core.runs import Run
 
-STRATEGY_LABELS = {"scratch": "from scratch", "feature-extraction": "feature extraction",
-                   "fine-tune": "fine-tune"}
+STRATEGY_LABELS = {strategy: title.lower() for strategy, title in STRATEGY_TITLES.items()}  # in a sentence
 
 
 def best_val_accuracy(run: Run) -> float | None:

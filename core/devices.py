@@ -1,0 +1,192 @@
+"""Where training runs: TensorFlow's threads, GPUs, the distribution strategy, mixed precision.
+
+`configure()` sets what TensorFlow reads when it starts (its log level, its thread pools): the
+entry points (the command lines, app.py) call it before anything imports TensorFlow. Nothing here
+imports TensorFlow at module level, so calling it is cheap and has no side effect on import.
+
+One GPU: the default strategy (Keras places everything on it). Several GPUs: MirroredStrategy,
+one replica per GPU, the batch size scaled by the number of replicas. Mixed precision
+(mixed_float16, the output layer kept in float32) on by default only where tensor cores pay
+for it; XLA left to Keras' "auto" (off on a CPU, where it measured slower, and under
+tf.distribute). See docs/SCALING.md.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+
+THREADS_ENV = "TRANSFERLAB_TF_THREADS"
+_configured = False
+_tensorflow_started = False
+
+
+def configure() -> None:
+    """TensorFlow's C++ log level and thread pools, through the variables it reads when its runtime
+    starts (its first op). Call before TensorFlow is imported; later calls do nothing."""
+    global _configured
+    if _configured:
+        return
+    _configured = True
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    limit_threads()
+
+
+def tf_threads() -> int | None:
+    """TRANSFERLAB_TF_THREADS: threads of TensorFlow's intra- and inter-op pools and of tf.data
+    ("auto": all cores but one, at least 1); None (unset or empty): TensorFlow's own default."""
+    value = os.environ.get(THREADS_ENV, "").strip().lower()
+    if not value:
+        return None
+    if value == "auto":
+        return max(1, (os.cpu_count() or 2) - 1)
+    try:
+        return max(1, int(value))
+    except ValueError:
+        raise ValueError(f"{THREADS_ENV} must be a number of threads or 'auto', not '{value}'.") from None
+
+
+def limit_threads() -> int | None:
+    """Apply tf_threads(), so that a web server training in a thread keeps a core for its pages."""
+    try:
+        n = tf_threads()
+    except ValueError as e:  # a typo in the server's settings must not stop it: say so, use the default
+        print(f"Transfer Lab: {e} Using TensorFlow's default.", file=sys.stderr)
+        return None
+    if n is not None:
+        os.environ["TF_NUM_INTRAOP_THREADS"] = os.environ["TF_NUM_INTEROP_THREADS"] = str(n)
+    return n
+
+
+@contextlib.contextmanager
+def native_stderr_silenced():
+    """TensorFlow's C++ side prints start-up chatter to fd 2 whatever TF_CPP_MIN_LOG_LEVEL says;
+    keep it out of the command lines' one-line error contract. Python errors still reach stderr
+    afterwards."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def start_tensorflow() -> str:
+    """Import TensorFlow, turn GPU memory growth on (once); a short description of the training device."""
+    global _tensorflow_started
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if not _tensorflow_started:
+        _tensorflow_started = True
+        tf.get_logger().setLevel("ERROR")
+        for gpu in gpus:
+            try:
+                tf.config.experimental.set_memory_growth(gpu, True)
+            except RuntimeError:
+                pass  # already initialised
+    return describe_devices(gpu_details() if gpus else [])
+
+
+def gpu_details() -> list[dict]:
+    """Visible GPUs: TensorFlow's device name, the card's name and its compute capability."""
+    import tensorflow as tf
+
+    out = []
+    for gpu in tf.config.list_physical_devices("GPU"):
+        try:
+            details = tf.config.experimental.get_device_details(gpu)
+        except Exception:  # noqa: BLE001  details are informative only
+            details = {}
+        out.append({"device": gpu.name, "name": details.get("device_name") or gpu.name,
+                    "compute_capability": details.get("compute_capability")})
+    return out
+
+
+def describe_devices(gpus: list[dict]) -> str:
+    """'CPU (2 cores)', 'GPU (NVIDIA H100, compute 9.0)', '2 GPUs (2x NVIDIA A100, compute 8.0; MirroredStrategy)'."""
+    if not gpus:
+        return f"CPU ({os.cpu_count()} cores)"
+    names = sorted({g["name"] for g in gpus})
+    cc = sorted({".".join(map(str, g["compute_capability"])) for g in gpus if g["compute_capability"]})
+    what = ", ".join(names) + (f", compute {'/'.join(cc)}" if cc else "")
+    if len(gpus) == 1:
+        return f"GPU ({what})"
+    return f"{len(gpus)} GPUs ({len(gpus)}x {what}; MirroredStrategy)"
+
+
+def mixed_precision_helps(gpus: list[dict] | None = None) -> bool:
+    """True when every visible GPU has tensor cores (compute capability 7.0 or later); never on a CPU."""
+    gpus = gpu_details() if gpus is None else gpus
+    return bool(gpus) and all(tuple(g["compute_capability"] or (0, 0)) >= (7, 0) for g in gpus)
+
+
+def pick_strategy(devices: list[str] | None = None):
+    """The tf.distribute strategy to train under.
+
+    devices None: MirroredStrategy over every visible GPU when there are several, else the
+    default strategy (one GPU, or the CPU). devices given (["/gpu:0", "/gpu:1"], or logical CPU
+    devices in the tests): MirroredStrategy over them, OneDeviceStrategy for just one.
+    Raises ValueError for a device this machine does not have.
+    """
+    import tensorflow as tf
+
+    if devices is None:
+        names = [d.name for d in tf.config.list_logical_devices("GPU")]
+        if len(names) < 2:
+            return tf.distribute.get_strategy()
+    else:
+        names = [_known_device(d) for d in devices]
+        if not names:
+            raise ValueError("No device given: name at least one, e.g. /gpu:0.")
+    if len(names) == 1:
+        return tf.distribute.OneDeviceStrategy(names[0])
+    return tf.distribute.MirroredStrategy(names)
+
+
+def _known_device(name: str) -> str:
+    import tensorflow as tf
+
+    known = {d.name: d for d in tf.config.list_logical_devices()}
+    try:
+        spec = tf.DeviceSpec.from_string(name)
+    except ValueError:
+        spec = None
+    for full, d in known.items():
+        if spec and spec.device_type and d.device_type == spec.device_type.upper() \
+                and int(full.rsplit(":", 1)[-1]) == (spec.device_index or 0):
+            return full
+    raise ValueError(f"Unknown device '{name}': this machine has {', '.join(known)}.")
+
+
+def global_batch(batch: int, replicas: int, smallest_split: int) -> int:
+    """The batch of all replicas together: the batch per replica times the replicas.
+
+    Keras (3.15) averages the first batch of each dataset across replicas to build its metrics,
+    which fails unless that batch splits evenly. So with several replicas, a split smaller than
+    the global batch lowers it to the largest multiple of the replicas that the split fills.
+    """
+    total = batch * replicas
+    if replicas == 1 or smallest_split >= total:
+        return total
+    if smallest_split < replicas:
+        raise ValueError(f"Training on {replicas} replicas needs at least {replicas} training and "
+                         f"{replicas} validation images (the smallest split has {smallest_split}).")
+    return smallest_split - smallest_split % replicas
+
+
+@contextlib.contextmanager
+def precision_policy(mixed: bool):
+    """Keras' dtype policy for models built inside (thread-local: other threads keep theirs)."""
+    import keras
+
+    before = keras.mixed_precision.global_policy()
+    if mixed:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(before)
