@@ -2,9 +2,9 @@
 run and its model, the image to look at, and the explanations (cached). Long optimizations with a
 progress bar and a Cancel button are ui.long_task's.
 
-Only calls into core/ (runs, data, explain, visualize, adversarial): no TensorFlow code here. Everything cached
-is keyed on a model reference `(run folder, time model.keras was saved)`: a model that a running
-training saves again is read again, and its explanations are computed again.
+Only calls into core/ (runs, data, explain, visualize, adversarial): no TensorFlow code here.
+Everything cached is keyed on a model reference `(run folder, time model.keras was saved)`: a model
+that a running training saves again is read again, and its explanations are computed again.
 """
 from __future__ import annotations
 
