@@ -5,6 +5,7 @@ import math
 
 import streamlit as st
 
+from core.cam_methods import CAM_METHODS
 from core.explain import feature_grid
 from core.runs import Run
 from ui import inside, inside_charts, widgets
@@ -81,18 +82,16 @@ def grad_cam_panel(ref, run: Run, picked: inside.Picked, probs, names: list[str]
                                format_func=lambda i: f"the predicted class ({names[pred]})" if i < 0 else names[i])
     layer = cols[1].selectbox("Layer", layers, index=layers.index(last), key=f"inspect_cam_layer_{run.id}",
                               help="By default the last layer with feature maps: the most semantic, if coarse.")
-    method = cols[2].selectbox("Method", inside.GRAD_CAM_METHODS, key="inspect_cam_method",
-                               format_func=lambda m: {"grad-cam++": "Grad-CAM++", "grad-cam": "Grad-CAM"}[m],
-                               help="Grad-CAM weighs each channel by its mean gradient; Grad-CAM++ counts only "
-                                    "positive gradients, weighted so small and large regions count alike: it "
-                                    "covers the whole object more often.")
+    method = cols[2].selectbox("Method", list(CAM_METHODS), key="inspect_cam_method",
+                               format_func=lambda m: CAM_METHODS[m].label,
+                               help=" ".join(f"{m.label} {m.description}" for m in CAM_METHODS.values()))
     opacity = cols[3].slider("Opacity of the heatmap", 0.0, 1.0, 0.45, step=0.05, key="inspect_cam_opacity")
     heat, explained, _ = inside.grad_cam(ref, picked.image, None if choice < 0 else choice, layer, method)
     left, right = st.columns(2)
     left.image(picked.image, caption="the image", width="stretch")
     right.image(inside.cam_overlay(picked.image, heat, opacity), width="stretch",
                 caption=f"evidence for {widgets.plain(names[explained])} ({probs[explained]:.1%}) at {layer}, "
-                        f"{'Grad-CAM++' if method == 'grad-cam++' else 'Grad-CAM'}, "
+                        f"{CAM_METHODS[method].label}, "
                         f"{heat.shape[0]}×{heat.shape[1]} cells")
     if not heat.any():
         st.caption(f"Nothing in {layer} speaks for {widgets.plain(names[explained])} on this image: the map is empty.")

@@ -2,15 +2,17 @@
 fool the model (adversarial examples)."""
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import streamlit as st
 
+from core.runs import Run
 from ui import inside, inside_charts, results, widgets
+from ui.long_task import LongTask
 
 EPSILON_CURVE = [0, 0.5, 1, 2, 4, 8, 16]  # pixel levels (x / 255) measured for the accuracy chart
 SHOW_SIZE = 320  # px: optimized images are shown at this width, whatever the model's input size
+SHOW_EVERY = 10  # steps: the ideal image is redrawn this often while it grows
+ATTACK_BATCH = 16  # images per batch of the accuracy measurement: the progress bar moves once a batch
 
 
 def main() -> None:
@@ -32,7 +34,7 @@ def main() -> None:
         accuracy_panel(ref, run)
 
 
-def filter_patterns_panel(ref, run: dict) -> None:
+def filter_patterns_panel(ref, run: Run) -> None:
     """The inputs that excite the first N filters of a layer most, as a grid."""
     inside.panel("Filter patterns", (
         "Each image is grown from gray noise by gradient ascent until one filter of the chosen layer "
@@ -46,33 +48,22 @@ def filter_patterns_panel(ref, run: dict) -> None:
     channels = inside.layer_channels(ref, layer)
     n = cols[1].slider("Filters (the first N)", 1, min(64, channels), min(8, channels), key="vis_filter_n")
     steps = cols[2].slider("Steps per filter", 5, 100, 30, step=5, key="vis_filter_steps")
-    key = "vis_filter"
-    start = inside.start_and_cancel(key, "Draw the patterns")
-    bar, grid = st.empty(), st.empty()
-    if start:
-        work = inside.work(key)
-        work.update(run=run.id, layer=layer, n=n, images=[])
-        per_filter = inside.planned_steps(steps)
-        total, done = n * per_filter, [0]
-        throttle = inside.Throttle()
-
-        def should_stop() -> bool:  # asked after every step: the place to show progress
-            done[0] += 1
-            if throttle():
-                bar.progress(min(done[0] / total, 1.0),
-                             text=f"filter {len(work['images']) + 1} of {n}, step {done[0]} of {total}")
-            return False
-
+    task = LongTask("vis_filter", "Draw the patterns", subject={"run": run.id})
+    if task.started:
+        task.work.update(layer=layer, n=n, images=[])
+        total = n * inside.planned_steps(steps)
         for i in range(n):
-            work["images"].append(inside.filter_pattern(ref, layer, i, steps, should_stop))
-            with grid.container():
-                show_patterns(work)
-        work.update(status="done", seconds=time.time() - work["started"])
-        bar.empty()
-    work = inside.work(key)
-    if work and work.get("images") and work.get("run") == run.id:
-        with grid.container():
-            show_patterns(work)
+            def on_step(step, per_filter, image, value, i=i):
+                done = i * per_filter + step
+                task.progress(done / total, f"filter {i + 1} of {n}, step {done} of {total}")
+
+            task.work["images"].append(inside.filter_pattern(ref, layer, i, steps, on_step).image)
+            with task.view.container():
+                show_patterns(task.work)
+        task.done()
+    if task.work and task.work.get("images"):
+        with task.view.container():
+            show_patterns(task.work)
 
 
 def show_patterns(work: dict) -> None:
@@ -85,7 +76,7 @@ def show_patterns(work: dict) -> None:
     widgets.image_grid(images, [f"filter {i}" for i in range(len(images))], columns=8)
 
 
-def ideal_class_panel(ref, run: dict) -> None:
+def ideal_class_panel(ref, run: Run) -> None:
     """Activation maximization of one class, shown as it evolves."""
     inside.panel("\"Ideal\" class image", (
         "Starting from noise, the pixels are pushed to raise the chosen class's score, with a little "
@@ -97,28 +88,26 @@ def ideal_class_panel(ref, run: dict) -> None:
     target = cols[0].selectbox("Class", range(len(names)), format_func=names.__getitem__,
                                key=f"vis_ideal_class_{run.id}")
     steps = cols[1].slider("Steps", 20, 500, 150, step=10, key="vis_ideal_steps")
-    key = "vis_ideal"
-    start = inside.start_and_cancel(key, "Draw the ideal image")
-    bar, view = st.empty(), st.empty()
-    if start:
-        work = inside.work(key)
-        total = inside.planned_steps(steps)
-        work.update(run=run.id, target=target, total=total, points=[])
+    task = LongTask("vis_ideal", "Draw the ideal image", subject={"run": run.id, "target": target})
+    if task.started:
+        work = task.work
+        work.update(total=inside.planned_steps(steps), points=[])
 
-        def callback(step: int, image: np.ndarray, probability: float) -> None:
+        def on_step(step: int, total: int, image: np.ndarray, probability: float) -> None:
+            if step % SHOW_EVERY and step != total:
+                return
             work.update(step=step, image=image, probability=probability)
             work["points"].append({"step": step, "probability": probability})
-            bar.progress(step / total, text=f"step {step} of {total}: p({names[target]}) = {probability:.1%}")
-            view.image(image, caption=f"step {step}", width=SHOW_SIZE)
+            task.progress(step / total, f"step {step} of {total}: p({names[target]}) = {probability:.1%}", force=True)
+            task.view.image(image, caption=f"step {step}", width=SHOW_SIZE)
 
-        image, probability, history = inside.ideal_class_image(ref, target, steps, callback)
-        work.update(status="done", image=image, probability=probability, points=history,
-                    seconds=time.time() - work["started"])
-        bar.empty()
-    work = inside.work(key)
-    if work and work.get("image") is not None and work.get("run") == run.id:
-        with view.container():
-            show_ideal(work, names)
+        result = inside.ideal_class_image(ref, target, steps, on_step)
+        work.update(image=result.image, probability=result.value,
+                    points=[{"step": h["step"], "probability": h["value"]} for h in result.history])
+        task.done()
+    if task.work and task.work.get("image") is not None:
+        with task.view.container():
+            show_ideal(task.work, names)
 
 
 def show_ideal(work: dict, names: list[str]) -> None:
@@ -135,7 +124,7 @@ def show_ideal(work: dict, names: list[str]) -> None:
     right.plotly_chart(inside_charts.probability_by_step(work["points"], name), key="vis_ideal_curve")
 
 
-def adversarial_panel(ref, run: dict) -> None:
+def adversarial_panel(ref, run: Run) -> None:
     """FGSM or the targeted attack on one image: original, perturbation, result, both predictions."""
     inside.panel("Adversarial examples", (
         "A change of a pixel level or two, far below what you can see, chosen along the gradient of the "
@@ -185,7 +174,7 @@ def show_attack(picked: inside.Picked, probs, adversarial, adv_probs, names, lev
     st.plotly_chart(inside_charts.before_after(probs, adv_probs, names), key="vis_adv_probs")
 
 
-def accuracy_panel(ref, run: dict) -> None:
+def accuracy_panel(ref, run: Run) -> None:
     """Accuracy on a sample of the test split under FGSM, against epsilon."""
     inside.panel("Accuracy against epsilon", (
         "The same one-step attack on a sample of test images, at growing strengths: the curve shows how "
@@ -195,29 +184,24 @@ def accuracy_panel(ref, run: dict) -> None:
         st.caption("This run has no evaluated images to sample.")
         return
     n = st.select_slider("Test images in the sample", [16, 32, 64, 128, 256], value=64, key="vis_acc_n")
-    key = "vis_acc"
-    start = inside.start_and_cancel(key, "Measure")
-    bar, chart = st.empty(), st.empty()
-    if start:
-        work = inside.work(key)
+    task = LongTask("vis_acc", "Measure", subject={"run": run.id})
+    if task.started:
         images, labels = inside.test_sample(run, n)
-        batches, done = -(-len(images) // 16), [0]
-        work.update(run=run.id, n=len(images))
+        task.work.update(n=len(images))
 
-        def should_stop() -> bool:  # asked before every batch of 16 images
-            bar.progress(done[0] / batches, text=f"batch {done[0] + 1} of {batches}")
-            done[0] += 1
-            return False
+        def on_step(done: int, batches: int) -> None:
+            if done < batches:
+                task.progress(done / batches, f"batch {done + 1} of {batches}", force=True)
 
-        work["points"] = inside.accuracy_vs_epsilon(ref, images, labels, [e / 255 for e in EPSILON_CURVE],
-                                                    should_stop)
-        work.update(status="done", seconds=time.time() - work["started"])
-        bar.empty()
-    work = inside.work(key)
-    if work and work.get("points") and work.get("run") == run.id:
-        chart.plotly_chart(inside_charts.accuracy_vs_epsilon(work["points"], work["n"]), key="vis_acc_chart")
+        on_step(0, -(-len(images) // ATTACK_BATCH))
+        task.work["points"] = inside.accuracy_vs_epsilon(ref, images, labels, [e / 255 for e in EPSILON_CURVE],
+                                                         on_step, batch_size=ATTACK_BATCH)
+        task.done()
+    work = task.work
+    if work and work.get("points"):
+        task.view.plotly_chart(inside_charts.accuracy_vs_epsilon(work["points"], work["n"]), key="vis_acc_chart")
     elif work and work.get("status") in ("cancelled", "interrupted"):
-        chart.caption("The measurement was stopped before it finished.")
+        task.view.caption("The measurement was stopped before it finished.")
 
 
 main()

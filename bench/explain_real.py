@@ -31,7 +31,8 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from core import data, explain, visualize  # noqa: E402
+from core import adversarial, data, explain  # noqa: E402
+from core.cam_methods import CAM_METHODS, DEFAULT_CAM_METHOD  # noqa: E402
 from core.runs import load_model, read_json  # noqa: E402
 
 PER_CLASS = 8
@@ -84,7 +85,7 @@ def attack_dogs(model, dogs, cat: int, dog: int, epsilon_levels: float, steps: i
     ok_float = ok_uint8 = 0
     for p, image in dogs:
         before = explain.probabilities(model, image)
-        adv, after = visualize.targeted_attack(model, image, cat, epsilon_levels / 255, steps=steps)
+        adv, after = adversarial.targeted_attack(model, image, cat, epsilon_levels / 255, steps=steps)
         rounded = explain.probabilities(model, np.uint8(np.round(adv)))
         change = np.abs(adv - image.astype(np.float32)).max()
         ok_float += int(np.argmax(after) == cat)
@@ -101,7 +102,7 @@ def main() -> None:
     parser.add_argument("--epsilons", type=float, nargs="+", default=[1.0, 2.0],
                         help="pixel levels out of 255 (at most 2 for the goal)")
     parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--method", choices=explain.GRAD_CAM_METHODS, default=explain.GRAD_CAM_METHODS[0])
+    parser.add_argument("--method", choices=list(CAM_METHODS), default=DEFAULT_CAM_METHOD)
     parser.add_argument("--out", default=DOCS, help="folder for gradcam_cat.png and gradcam_dog.png")
     args = parser.parse_args()
 

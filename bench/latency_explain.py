@@ -21,7 +21,7 @@ sys.path.insert(0, ROOT)
 
 import numpy as np  # noqa: E402
 
-from core import explain, visualize  # noqa: E402
+from core import adversarial, explain, visualize  # noqa: E402
 from core.models import build_transfer  # noqa: E402
 
 MID_LAYER = "block_6_expand_relu"  # 20x20x192 at 160 px: the middle of MobileNetV2
@@ -66,21 +66,17 @@ def explain_ops(model, image, layer: str = MID_LAYER) -> list[tuple[str, str, ob
     fn(tick, steps) runs an optimization of `steps` steps calling tick() after each."""
 
     def ideal_steps(tick, steps):
-        visualize.ideal_class_image(model, 0, steps=steps, callback_every=1,
-                                    callback=lambda step, img, prob: tick())
+        visualize.ideal_class_image(model, 0, steps=steps, on_step=lambda *step: tick())
 
     def filter_steps(tick, steps):
-        def should_stop():  # asked after every step
-            tick()
-            return False
-        visualize.filter_pattern(model, layer, 0, steps=steps, should_stop=should_stop)
+        visualize.filter_pattern(model, layer, 0, steps=steps, on_step=lambda *step: tick())
 
     return [
         ("Grad-CAM", "call", lambda: explain.grad_cam(model, image), 1.0),
         ("activations", "call", lambda: explain.activations(model, image, layer), 1.0),
         ("ideal-class step", "step", ideal_steps, 0.2),
         ("filter-pattern step", "step", filter_steps, None),
-        ("FGSM, 1 image", "call", lambda: visualize.fgsm(model, image[None], [0], 2 / 255), None),
+        ("FGSM, 1 image", "call", lambda: adversarial.fgsm(model, image[None], [0], 2 / 255), None),
     ]
 
 

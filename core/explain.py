@@ -9,7 +9,7 @@ and ends in a softmax. One shared mechanism does the plumbing:
 | `ClassScores` | image -> [chosen layer outputs], class logits, probabilities |
 | `activations` | a layer's feature maps for one image |
 | `feature_grid` | those maps as one normalized mosaic (Deep Learning with Python §5.4.1) |
-| `grad_cam` | gradient-weighted class activation map (Selvaraju et al. 2017) |
+| `grad_cam` | gradient-weighted class activation map, any method of core.cam_methods (Selvaraju et al. 2017) |
 | `overlay` | the ONE place that blends a heatmap onto an image |
 
 Class scores are the pre-softmax logits when the model ends in Dense(softmax) (ours always do):
@@ -29,6 +29,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from core import graph
+from core.cam_methods import CAM_METHODS, DEFAULT_CAM_METHOD
 from core.models import HEAD_PREFIX, NON_BASE
 
 # Models saved before augmentation moved into the input pipeline still carry an "augmentation" layer.
@@ -132,7 +134,7 @@ def _is_single(images) -> bool:
 def _output_layer(model: keras.Model):
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise ValueError("Only models with one image input and one probability output can be explained.")
-    return model.outputs[0]._keras_history.operation
+    return graph.producer(model.outputs[0])
 
 
 class ClassScores:
@@ -231,11 +233,9 @@ def feature_grid(acts: np.ndarray, n: int | None = None, cols: int = 8, pad: int
 
 # --- Grad-CAM ---------------------------------------------------------------------------------
 
-GRAD_CAM_METHODS = ("grad-cam++", "grad-cam")
-
-
 def _make_grad_cam(model, layer_name, method):
     scores = ClassScores(model, [layer_name])
+    channel_weights = CAM_METHODS[method].weights
 
     @tf.function(input_signature=[_spec(model), tf.TensorSpec((), tf.int32)])
     def cam(x, class_index):
@@ -245,14 +245,7 @@ def _make_grad_cam(model, layer_name, method):
             # The softmax only sees differences between logits: explain the class's logit relative
             # to their mean, so a part shared by every class's weights cannot show up as evidence.
             score = tf.gather(logits[0], c) - tf.reduce_mean(logits[0])
-        grads = tape.gradient(score, fmap)
-        if method == "grad-cam++":
-            g2 = tf.square(grads)
-            denom = 2.0 * g2 + tf.reduce_sum(fmap, axis=(1, 2), keepdims=True) * g2 * grads
-            alpha = g2 / tf.where(denom != 0, denom, tf.ones_like(denom))
-            weights = tf.reduce_sum(alpha * tf.nn.relu(grads), axis=(1, 2))
-        else:
-            weights = tf.reduce_mean(grads, axis=(1, 2))  # one weight per channel: pooled gradients
+        weights = channel_weights(fmap, tape.gradient(score, fmap))
         heat = tf.nn.relu(tf.reduce_sum(fmap * weights[:, None, None, :], axis=-1))[0]
         return heat, c, probs[0]
 
@@ -260,22 +253,20 @@ def _make_grad_cam(model, layer_name, method):
 
 
 def grad_cam(model: keras.Model, image, class_index: int | None = None,
-             layer_name: str | None = None, method: str = "grad-cam++") -> tuple[np.ndarray, int, np.ndarray]:
+             layer_name: str | None = None, method: str = DEFAULT_CAM_METHOD) -> tuple[np.ndarray, int, np.ndarray]:
     """Grad-CAM for one image: (heatmap HxW in 0..1 at the layer's resolution, class, probabilities).
 
     class_index None explains the predicted class. layer_name None uses `last_conv_layer`.
     The score explained is the class's logit minus the mean logit (what the softmax sees).
-    method "grad-cam": ReLU(sum_k mean(d score / d A_k) * A_k), Selvaraju et al. 2017.
-    method "grad-cam++" (default): each channel's weight sums only the positive gradients, each
-    weighted so that small and large regions of evidence count alike (Chattopadhay et al. 2018);
-    on real photos it covers the whole object more often (docs/BENCHMARKS.md, cats).
+    The map is ReLU(sum_k w_k * A_k) over the layer's channels A_k, the weights w_k given by
+    `method`, a key of core.cam_methods.CAM_METHODS (default Grad-CAM++).
     The map is divided by its maximum; it is all zeros when nothing in the layer speaks for the class.
     """
     layer_name = layer_name or last_conv_layer(model)
     if layer_name not in conv_layers(model):
         raise ValueError(f"'{layer_name}' is not a feature-map layer of '{model.name}'.")
-    if method not in GRAD_CAM_METHODS:
-        raise ValueError(f"Unknown Grad-CAM method '{method}': choose one of {', '.join(GRAD_CAM_METHODS)}.")
+    if method not in CAM_METHODS:
+        raise ValueError(f"Unknown Grad-CAM method '{method}': choose one of {', '.join(CAM_METHODS)}.")
     n_classes = int(model.outputs[0].shape[-1])
     if class_index is not None and not 0 <= class_index < n_classes:
         raise ValueError(f"Class index {class_index} is out of range: the model has {n_classes} classes.")

@@ -13,6 +13,7 @@ import re
 import keras
 from keras import layers
 
+from core import graph
 from core.backbones import BACKBONES, Backbone, WeightsUnavailable  # noqa: F401  (WeightsUnavailable: raised here)
 
 
@@ -167,14 +168,13 @@ def cut_points(model: keras.Model, n: int):
     top_ids |= {id(l) for l in model.layers if l.name.startswith(HEAD_PREFIX)}
     cut, seen = [], set()
     # Only this model's own nodes: building sub-models adds nodes to the shared layers.
-    for depth in sorted(model._nodes_by_depth, reverse=True):
-        for node in model._nodes_by_depth[depth]:
-            if id(node.operation) not in top_ids:
-                continue
-            for t in node.input_tensors:
-                if id(t._keras_history.operation) not in top_ids and id(t) not in seen:
-                    seen.add(id(t))
-                    cut.append(t)
+    for node in graph.nodes_input_first(model):
+        if id(node.operation) not in top_ids:
+            continue
+        for t in node.input_tensors:
+            if id(graph.producer(t)) not in top_ids and id(t) not in seen:
+                seen.add(id(t))
+                cut.append(t)
     prefix = keras.Model(model.inputs, cut, name="frozen_prefix")
     suffix = keras.Model(cut, model.outputs, name="trainable_suffix")
     return prefix, suffix

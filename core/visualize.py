@@ -1,35 +1,43 @@
-"""Visualize: inputs that excite the model (filter patterns, "ideal class" images) and inputs that
-fool it (FGSM and targeted iterative attacks).
+"""Visualize: inputs grown by gradient ascent until they excite the model (activation maximization).
 
-| function | what it does |
+One mechanism and small composable pieces, in the manner of tf-keras-vis:
+
+| piece | what it is |
 |---|---|
-| `filter_pattern` | gradient ascent from noise to the input that maximizes one filter's mean activation (Deep Learning with Python §5.4.2) |
-| `ideal_class_image` | gradient ascent from noise on one class's logit, with jitter and total variation so it looks like an image (Simonyan et al. 2013; Mahendran & Vedaldi 2015) |
-| `fgsm` | one signed-gradient step of size epsilon that raises the loss of the true label (Goodfellow et al. 2014) |
-| `targeted_attack` | projected signed-gradient descent on the loss of a chosen class, inside the epsilon L-inf ball (Madry et al. 2017) |
-| `accuracy_vs_epsilon` | accuracy under FGSM for several epsilons |
+| `maximize(model, objective, regularizers, steps, on_step)` | gradient ascent from gray noise on the objective, minus the regularizers, through the input modifiers |
+| `FilterObjective(layer, index)` | one filter's mean activation, raised before its ReLU (Deep Learning with Python §5.4.2) |
+| `ClassObjective(class_index)` | one class's pre-softmax logit (Simonyan et al. 2013) |
+| `TotalVariation`, `L2Norm` | regularizers: penalties on roughness and on saturation |
+| `Jitter` | input modifier: a random shift before every step (Mahendran & Vedaldi 2015) |
+| `filter_pattern`, `ideal_class_image` | the two recipes the Visualize page draws: `maximize` with their defaults |
 
-Composable pieces in the manner of tf-keras-vis: regularizers (`TotalVariation`, `L2Norm`) and an
-input modifier (`Jitter`) are small frozen objects. All images are float pixels in 0..255 and
-stay there (every ascent step clips to the valid range). Gradient ascent takes normalized steps:
-each term's gradient is divided by its RMS, so `lr` is the RMS pixel change per step and a
-regularizer's weight is the share of the step it gets, whatever the model's scale. Optimization
-steps can be capped by the environment variable TRANSFERLAB_MAX_STEPS (tests use it).
+Every one returns a `Maximized`: the uint8 image, the objective's value on it, the per-step
+history. `on_step(step, steps, image, value)` is called after every step with the image reached;
+returning True stops the ascent there (the result holds that image).
+
+All images are float pixels in 0..255 and stay there (every step clips to the valid range).
+Gradient ascent takes normalized steps: each term's gradient is divided by its RMS, so `lr` is the
+RMS pixel change per step and a regularizer's weight is the share of the step it gets, whatever
+the model's scale. Optimization steps can be capped by the environment variable
+TRANSFERLAB_MAX_STEPS (tests use it). Inputs that fool the model are in core.adversarial.
 """
 from __future__ import annotations
 
 import dataclasses
 import os
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Protocol, Sequence
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from core.explain import ClassScores, as_model_batch, as_model_input, compiled, conv_layers, probabilities
+from core import graph
+from core.explain import ClassScores, compiled, conv_layers
 
 MAX_STEPS_ENV = "TRANSFERLAB_MAX_STEPS"
+
+OnStep = Callable[[int, int, np.ndarray, float], "bool | None"]
 
 
 def capped_steps(steps: int) -> int:
@@ -83,8 +91,11 @@ class L2Norm:
 class Jitter:
     """Shifts the image by up to `pixels` in each direction (wrapping) before every step, so the
     result must work at many offsets and loses the high-frequency patterns that only work at one.
-    `sample` draws a shift on the host (seeded), `apply` runs inside the compiled step."""
+
+    An input modifier: `sample` draws its parameters on the host (seeded), `apply` runs inside the
+    compiled step, `spec` describes the parameters."""
     pixels: int = 8
+    spec = tf.TensorSpec((2,), tf.int32)
 
     def sample(self, rng: np.random.Generator) -> np.ndarray:
         return rng.integers(-self.pixels, self.pixels + 1, size=2).astype(np.int32)
@@ -95,80 +106,19 @@ class Jitter:
         return tf.roll(images, shift, axis=[1, 2])
 
 
-_NO_SHIFT = np.zeros(2, np.int32)
+# --- objectives -------------------------------------------------------------------------------
 
+class Objective(Protocol):
+    """What `maximize` raises. `build(model)` returns f(images, index) -> (score to raise, value to
+    report), one of each per image; `index` (the filter, the class) is an argument of the compiled
+    step so that one trace serves them all, and `key` names what the trace depends on."""
+    key: tuple
+    index: int
 
-# --- the shared gradient-ascent mechanism ---------------------------------------------------
+    def check(self, model: keras.Model) -> None: ...
 
-def _unit(grads):
-    rms = tf.sqrt(tf.reduce_mean(tf.square(grads), axis=(1, 2, 3), keepdims=True))
-    return grads / (rms + 1e-12)
+    def build(self, model: keras.Model) -> Callable: ...
 
-
-def _make_ascent(objective, regularizers: tuple, image_spec: tf.TensorSpec):
-    """One tf.function step: x <- clip(x + lr * (unit(d objective) - sum_i w_i unit(d reg_i))).
-
-    `objective(x, index)` returns (score to maximize, value to report), one per image; it sees
-    the jittered image, the regularizers the image itself.
-    """
-    @tf.function(input_signature=[image_spec, tf.TensorSpec((), tf.int32), tf.TensorSpec((2,), tf.int32),
-                                  tf.TensorSpec((), tf.float32), tf.TensorSpec((len(regularizers),), tf.float32)])
-    def step(x, index, shift, lr, weights):
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            score, report = objective(Jitter.apply(x, shift), index)
-            total = tf.reduce_sum(score)
-        direction = _unit(tape.gradient(total, x))
-        for i, reg in enumerate(regularizers):
-            with tf.GradientTape() as tape:
-                tape.watch(x)
-                penalty = tf.reduce_sum(reg(x))
-            direction -= weights[i] * _unit(tape.gradient(penalty, x))
-        return tf.clip_by_value(x + lr * direction, 0.0, 255.0), score, report
-
-    return step
-
-
-def _ascend(step, x, index: int, steps: int, lr: float, regularizers: Sequence, jitter: Jitter | None,
-            rng: np.random.Generator, on_step: Callable | None = None):
-    """Runs `step` up to `steps` times; on_step(i, x, score, report) returning False stops."""
-    weights = tf.constant([r.weight for r in regularizers], tf.float32)
-    index, lr = tf.constant(index, tf.int32), tf.constant(lr, tf.float32)
-    for i in range(1, capped_steps(steps) + 1):
-        shift = jitter.sample(rng) if jitter else _NO_SHIFT
-        x, score, report = step(x, index, tf.constant(shift), lr, weights)
-        if on_step is not None and on_step(i, x, float(score[0]), float(report[0])) is False:
-            break
-    return x
-
-
-def _structure(regularizers: Sequence) -> tuple:
-    """What the compiled step depends on: the regularizers without their weights (passed at run time)."""
-    return tuple(dataclasses.replace(r, weight=0.0) for r in regularizers)
-
-
-def _noise(rng: np.random.Generator, h: int, w: int) -> tf.Tensor:
-    return tf.constant(rng.uniform(108.0, 148.0, (1, h, w, 3)).astype(np.float32))
-
-
-def _to_uint8(x) -> np.ndarray:
-    return np.uint8(np.round(np.clip(np.asarray(x)[0], 0, 255)))
-
-
-def _jitter(jitter) -> Jitter | None:
-    if isinstance(jitter, Jitter):
-        return jitter if jitter.pixels > 0 else None
-    return Jitter(int(jitter)) if jitter else None
-
-
-def _model_size(model: keras.Model) -> tuple[int, int]:
-    h, w = model.inputs[0].shape[1:3]
-    if h is None or w is None:
-        raise ValueError("Pass an explicit size: the model accepts images of any size.")
-    return h, w
-
-
-# --- filter patterns --------------------------------------------------------------------------
 
 _RELUS = ("relu", "relu6")
 
@@ -189,7 +139,7 @@ def _pre_relu_response(model: keras.Model, layer_name: str):
     layer, pools = model.get_layer(layer_name), []
     while isinstance(layer, keras.layers.MaxPooling2D):
         pools.append(layer)
-        layer = layer.input._keras_history.operation
+        layer = graph.producer(layer.input)
     linear = None
     if isinstance(layer, (keras.layers.ReLU, keras.layers.Activation)) and _is_relu(layer):
         tensor = layer.input
@@ -214,202 +164,203 @@ def _pre_relu_response(model: keras.Model, layer_name: str):
     return response
 
 
-def _filter_objective(model, layer_name, size):
-    response = _pre_relu_response(model, layer_name)
-    h, w = _model_size(model)
+@dataclass(frozen=True)
+class FilterObjective:
+    """The mean activation of filter `index` of `layer` (border pixels left out: they see padding).
+    For ReLU filters (and max pools over them) the pre-ReLU response is raised, so filters silent on
+    the starting noise still get a gradient. Its value is the same mean."""
+    layer: str
+    index: int
 
-    def objective(x, index):
-        if (size, size) != (h, w):
-            x = tf.image.resize(x, (h, w))
-        acts = tf.gather(response(x), index, axis=-1)
-        if acts.shape[1] > 4 and acts.shape[2] > 4:
-            acts = acts[:, 2:-2, 2:-2]  # border pixels see padding: keep them out of the objective
-        value = tf.reduce_mean(acts, axis=(1, 2))
-        return value, value
+    @property
+    def key(self) -> tuple:
+        return ("filter", self.layer)
 
-    return objective
+    def check(self, model: keras.Model) -> None:
+        if self.layer not in conv_layers(model):
+            raise ValueError(f"'{self.layer}' is not a feature-map layer of '{model.name}'.")
+        channels = int(model.get_layer(self.layer).output.shape[-1])
+        if not 0 <= self.index < channels:
+            raise ValueError(f"Layer '{self.layer}' has {channels} filters; {self.index} is out of range.")
+
+    def build(self, model: keras.Model) -> Callable:
+        response = _pre_relu_response(model, self.layer)
+
+        def objective(x, index):
+            acts = tf.gather(response(x), index, axis=-1)
+            if acts.shape[1] > 4 and acts.shape[2] > 4:
+                acts = acts[:, 2:-2, 2:-2]
+            value = tf.reduce_mean(acts, axis=(1, 2))
+            return value, value
+
+        return objective
 
 
-def filter_pattern(model: keras.Model, layer_name: str, filter_index: int, steps: int = 30,
-                   lr: float = 10.0, size: int | None = None, seed: int = 0, tv_weight: float = 0.0,
-                   jitter: int | Jitter = 0, should_stop: Callable[[], bool] | None = None) -> np.ndarray:
-    """The uint8 image (size x size x 3) that maximizes the mean activation of one filter.
+@dataclass(frozen=True)
+class ClassObjective:
+    """The pre-softmax logit of class `class_index`: raising the logit rather than the probability
+    keeps the image from winning only by suppressing the other classes. Its value is the class's
+    probability."""
+    class_index: int
+    key = ("class",)
 
-    Gradient ascent from gray noise (Deep Learning with Python §5.4.2). For ReLU filters (and max
-    pools over them) the pre-ReLU response is maximized, so filters silent on the noise still get a
-    gradient; the ReLU is monotone, so this raises the activation too. `size` smaller than the
-    model's input gives smoother, coarser patterns (the image is resized up to the model inside the
-    gradient); None uses the model's input size. The returned pixels are the optimized input
-    itself, not contrast-stretched.
+    @property
+    def index(self) -> int:
+        return self.class_index
+
+    def check(self, model: keras.Model) -> None:
+        n_classes = int(model.outputs[0].shape[-1])
+        if not 0 <= self.class_index < n_classes:
+            raise ValueError(f"Class index {self.class_index} is out of range: the model has {n_classes} classes.")
+
+    def build(self, model: keras.Model) -> Callable:
+        scores = ClassScores(model)
+
+        def objective(x, index):
+            _, logits, probs = scores(x)
+            return tf.gather(logits, index, axis=-1), tf.gather(probs, index, axis=-1)
+
+        return objective
+
+
+# --- the shared gradient-ascent mechanism ---------------------------------------------------
+
+@dataclass(frozen=True)
+class Maximized:
+    """What `maximize` reached."""
+    image: np.ndarray      # uint8 (S, S, 3): the optimized input itself, not contrast-stretched
+    value: float           # the objective's value on `image` (a class's probability, a filter's mean)
+    history: list[dict]    # per step: step, score (what was raised), value - on that step's modified input
+    stopped: bool = False  # on_step stopped the ascent before its last step
+
+
+def _unit(grads):
+    rms = tf.sqrt(tf.reduce_mean(tf.square(grads), axis=(1, 2, 3), keepdims=True))
+    return grads / (rms + 1e-12)
+
+
+def _make_ascent(objective, regularizers: tuple, modifiers: tuple, image_spec: tf.TensorSpec):
+    """(step, evaluate) as tf.functions.
+
+    step: x <- clip(x + lr * (unit(d objective) - sum_i w_i unit(d reg_i))), the objective seeing
+    the modified image, the regularizers the image itself; evaluate: the objective's value on x.
     """
-    if layer_name not in conv_layers(model):
-        raise ValueError(f"'{layer_name}' is not a feature-map layer of '{model.name}'.")
-    channels = int(model.get_layer(layer_name).output.shape[-1])
-    if not 0 <= filter_index < channels:
-        raise ValueError(f"Layer '{layer_name}' has {channels} filters; {filter_index} is out of range.")
-    h, w = _model_size(model)
-    size = size or h
-    regs = (TotalVariation(tv_weight),) if tv_weight else ()
-    step = compiled(model, ("filter_ascent", layer_name, size, _structure(regs)),
-                    lambda: _make_ascent(_filter_objective(model, layer_name, size), _structure(regs),
-                                         tf.TensorSpec((1, size, size, 3), tf.float32)))
-    rng = np.random.default_rng(seed)
-    stop = (lambda *a: not should_stop()) if should_stop else None
-    x = _ascend(step, _noise(rng, size, size), filter_index, steps, lr, regs, _jitter(jitter), rng, stop)
-    return _to_uint8(x)
+    index_spec = tf.TensorSpec((), tf.int32)
 
-
-# --- ideal class images ----------------------------------------------------------------------
-
-def _class_objective(model):
-    scores = ClassScores(model)
-
-    def objective(x, index):
-        _, logits, probs = scores(x)
-        return tf.gather(logits, index, axis=-1), tf.gather(probs, index, axis=-1)
-
-    return objective
-
-
-def ideal_class_image(model: keras.Model, class_index: int, steps: int = 150, lr: float = 6.0,
-                      tv_weight: float = 0.3, jitter: int | Jitter = 8, seed: int = 0,
-                      callback: Callable[[int, np.ndarray, float], bool | None] | None = None,
-                      callback_every: int = 10, regularizers: Sequence = (),
-                      should_stop: Callable[[], bool] | None = None):
-    """What the model thinks class `class_index` looks like: (uint8 image, probability, history).
-
-    Gradient ascent from gray noise on the class's pre-softmax logit (raising the logit rather
-    than the softmax keeps the image from winning only by suppressing the other classes), with
-    `jitter` pixels of random shift per step and `TotalVariation(tv_weight)` plus any extra
-    `regularizers`. `lr` is the RMS pixel change per step. `callback(step, image, probability)`
-    is called every `callback_every` steps and after the last; returning False stops early, as
-    does `should_stop()` returning True. The probability returned is the model's on the returned
-    uint8 image; history holds one dict (step, logit, probability) per step, measured on the
-    jittered input of that step.
-    """
-    n_classes = int(model.outputs[0].shape[-1])
-    if not 0 <= class_index < n_classes:
-        raise ValueError(f"Class index {class_index} is out of range: the model has {n_classes} classes.")
-    h, w = _model_size(model)
-    regs = ((TotalVariation(tv_weight),) if tv_weight else ()) + tuple(regularizers)
-    step = compiled(model, ("class_ascent", _structure(regs)),
-                    lambda: _make_ascent(_class_objective(model), _structure(regs),
-                                         tf.TensorSpec((1, h, w, 3), tf.float32)))
-    rng = np.random.default_rng(seed)
-    history: list[dict] = []
-    total = capped_steps(steps)
-
-    def on_step(i, x, logit, prob):
-        history.append({"step": i, "logit": logit, "probability": prob})
-        if should_stop is not None and should_stop():
-            return False
-        if callback is not None and (i % max(1, callback_every) == 0 or i == total):
-            return callback(i, _to_uint8(x), prob)
-        return True
-
-    x = _ascend(step, _noise(rng, h, w), class_index, total, lr, regs, _jitter(jitter), rng, on_step)
-    image = _to_uint8(x)
-    return image, float(probabilities(model, image)[class_index]), history
-
-
-# --- adversarial examples -------------------------------------------------------------------
-
-def _make_loss_gradient(model):
-    scores = ClassScores(model)
-
-    @tf.function(input_signature=[tf.TensorSpec((None, *model.inputs[0].shape[1:]), tf.float32),
-                                  tf.TensorSpec((None,), tf.int32)])
-    def loss_gradient(x, labels):
+    @tf.function(input_signature=[image_spec, index_spec, tf.TensorSpec((), tf.float32),
+                                  tf.TensorSpec((len(regularizers),), tf.float32),
+                                  tuple(m.spec for m in modifiers)])
+    def step(x, index, lr, weights, params):
         with tf.GradientTape() as tape:
             tape.watch(x)
-            _, logits, _ = scores(x)
-            loss = tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
-        return tape.gradient(loss, x)
+            moved = x
+            for modifier, p in zip(modifiers, params):
+                moved = modifier.apply(moved, p)
+            score, value = objective(moved, index)
+            total = tf.reduce_sum(score)
+        direction = _unit(tape.gradient(total, x))
+        for i, reg in enumerate(regularizers):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                penalty = tf.reduce_sum(reg(x))
+            direction -= weights[i] * _unit(tape.gradient(penalty, x))
+        return tf.clip_by_value(x + lr * direction, 0.0, 255.0), score, value
 
-    return loss_gradient
+    @tf.function(input_signature=[image_spec, index_spec])
+    def evaluate(x, index):
+        return objective(x, index)[1]
+
+    return step, evaluate
 
 
-def _loss_gradient(model, x: np.ndarray, labels) -> np.ndarray:
-    """d cross-entropy(labels) / d pixels, per image (from logits: no softmax saturation)."""
-    fn = compiled(model, ("loss_gradient",), lambda: _make_loss_gradient(model))
-    return fn(tf.constant(x), tf.constant(np.asarray(labels, np.int32).reshape(-1))).numpy()
+def _structure(regularizers: Sequence) -> tuple:
+    """What the compiled step depends on: the regularizers without their weights (passed at run time)."""
+    return tuple(dataclasses.replace(r, weight=0.0) for r in regularizers)
 
 
-def _pixels(epsilon: float) -> float:
-    if not 0 <= epsilon <= 1:
-        raise ValueError(f"epsilon is a fraction of the pixel range (e.g. 2/255 = {2 / 255:.4f}); "
-                         f"got {epsilon}.")
-    return float(epsilon) * 255.0
+def _at_size(objective, size: int, model_hw: tuple[int, int]):
+    """The objective over images of size x size, resized up to the model inside the gradient."""
+    if (size, size) == model_hw:
+        return objective
+    return lambda x, index: objective(tf.image.resize(x, model_hw), index)
 
 
-def fgsm(model: keras.Model, images, labels, epsilon: float, batch_size: int = 64) -> np.ndarray:
-    """FGSM adversarial images: x + epsilon * 255 * sign(d loss(true label) / dx), clipped to 0..255.
+def _noise(rng: np.random.Generator, h: int, w: int) -> tf.Tensor:
+    return tf.constant(rng.uniform(108.0, 148.0, (1, h, w, 3)).astype(np.float32))
 
-    `epsilon` is in the 0..1 scale (2/255 means two pixel levels); images and the result are float
-    pixels in 0..255, shape (N, S, S, 3). The result is not rounded, so every perturbed pixel moves
-    by exactly epsilon * 255 - except where that would leave 0..255, the one place it is clipped
-    (a white pixel cannot get whiter). Pixels whose gradient is exactly zero do not move.
+
+def _to_uint8(x) -> np.ndarray:
+    return np.uint8(np.round(np.clip(np.asarray(x)[0], 0, 255)))
+
+
+def _model_size(model: keras.Model) -> tuple[int, int]:
+    h, w = model.inputs[0].shape[1:3]
+    if h is None or w is None:
+        raise ValueError("Pass an explicit size: the model accepts images of any size.")
+    return h, w
+
+
+def maximize(model: keras.Model, objective: Objective, regularizers: Sequence = (), steps: int = 100,
+             on_step: OnStep | None = None, *, input_modifiers: Sequence = (), lr: float = 6.0,
+             size: int | None = None, seed: int = 0) -> Maximized:
+    """Gradient ascent from gray noise (seeded) on `objective`, minus `regularizers`, each step
+    through `input_modifiers`; `steps` (capped by TRANSFERLAB_MAX_STEPS) normalized steps of RMS
+    size `lr` pixels. `size` smaller than the model's input gives smoother, coarser images (resized
+    up to the model inside the gradient); None uses the model's input size.
+
+    `on_step(step, steps, image, value)` is called after every step with the uint8 image reached
+    and the objective's value on that step's input; returning True stops there.
     """
-    x = as_model_batch(model, images)
-    labels = np.asarray(labels, np.int32).reshape(-1)
-    eps = _pixels(epsilon)
-    out = np.empty_like(x)
-    for i in range(0, len(x), batch_size):
-        grads = _loss_gradient(model, x[i:i + batch_size], labels[i:i + batch_size])
-        out[i:i + batch_size] = np.clip(x[i:i + batch_size] + eps * np.sign(grads), 0, 255)
-    return out
-
-
-def targeted_attack(model: keras.Model, image, target_class: int, epsilon: float, steps: int = 10,
-                    step_size: float | None = None, should_stop: Callable[[], bool] | None = None):
-    """Iterative targeted attack: (adversarial float image (S, S, 3) in 0..255, its probabilities).
-
-    Each step moves every pixel by `step_size` against the gradient of the target class's
-    cross-entropy, then projects back into the L-inf ball of radius `epsilon` around the original
-    and into 0..255 (PGD, no random start). epsilon and step_size are in the 0..1 scale;
-    step_size defaults to epsilon / 4. Stops early when `should_stop()` returns True.
-    """
-    n_classes = int(model.outputs[0].shape[-1])
-    if not 0 <= target_class < n_classes:
-        raise ValueError(f"Class index {target_class} is out of range: the model has {n_classes} classes.")
-    x0 = as_model_input(model, image)[None]
-    eps = _pixels(epsilon)
-    alpha = _pixels(step_size) if step_size is not None else eps / 4
-    lo, hi = np.maximum(x0 - eps, 0), np.minimum(x0 + eps, 255)
-    x = x0.copy()
-    for _ in range(capped_steps(steps)):
-        if should_stop is not None and should_stop():
+    objective.check(model)
+    h, w = _model_size(model)
+    size = size or h
+    regs, modifiers = tuple(regularizers), tuple(input_modifiers)
+    step, evaluate = compiled(
+        model, ("maximize", objective.key, size, _structure(regs), modifiers),
+        lambda: _make_ascent(_at_size(objective.build(model), size, (h, w)), _structure(regs), modifiers,
+                             tf.TensorSpec((1, size, size, 3), tf.float32)))
+    rng = np.random.default_rng(seed)
+    x = _noise(rng, size, size)
+    index, rate = tf.constant(objective.index, tf.int32), tf.constant(lr, tf.float32)
+    weights = tf.constant([r.weight for r in regs], tf.float32)
+    total, history, stopped = capped_steps(steps), [], False
+    for i in range(1, total + 1):
+        params = tuple(tf.constant(m.sample(rng)) for m in modifiers)
+        x, score, value = step(x, index, rate, weights, params)
+        history.append({"step": i, "score": float(score[0]), "value": float(value[0])})
+        if on_step is not None and on_step(i, total, _to_uint8(x), history[-1]["value"]) and i < total:
+            stopped = True
             break
-        x = np.clip(x - alpha * np.sign(_loss_gradient(model, x, [target_class])), lo, hi)
-    return x[0], probabilities(model, x[0])
+    image = _to_uint8(x)
+    value = float(evaluate(tf.constant(image[None], tf.float32), index)[0])
+    return Maximized(image, value, history, stopped)
 
 
-def accuracy_vs_epsilon(model: keras.Model, images, labels, epsilons: Sequence[float],
-                        batch_size: int = 64, should_stop: Callable[[], bool] | None = None):
-    """[(epsilon, accuracy under FGSM)] for each epsilon (0..1 scale; 0 is the clean accuracy).
-
-    The FGSM direction does not depend on epsilon, so each batch's gradient is computed once.
-    `should_stop()` is checked between batches; stopped early, accuracies cover the images done.
-    """
-    x = as_model_batch(model, images)
-    labels = np.asarray(labels, np.int32).reshape(-1)
-    eps = [_pixels(e) for e in epsilons]
-    correct, seen = np.zeros(len(eps)), 0
-    for i in range(0, len(x), batch_size):
-        if should_stop is not None and should_stop():
-            break
-        xb, yb = x[i:i + batch_size], labels[i:i + batch_size]
-        direction = np.sign(_loss_gradient(model, xb, yb))
-        for k, e in enumerate(eps):
-            adv = np.clip(xb + e * direction, 0, 255)
-            correct[k] += int((probabilities(model, adv).argmax(-1) == yb).sum())
-        seen += len(xb)
-    return [(float(e), float(c / seen) if seen else float("nan")) for e, c in zip(epsilons, correct)]
+def _jitter(jitter: int | Jitter) -> tuple:
+    """The input modifiers for a recipe's `jitter` argument: pixels, or a Jitter."""
+    jitter = jitter if isinstance(jitter, Jitter) else Jitter(int(jitter))
+    return (jitter,) if jitter.pixels > 0 else ()
 
 
-def perturbation_image(original, adversarial) -> np.ndarray:
-    """The perturbation made visible: uint8, mid-gray = unchanged, scaled so the largest change
-    reaches black or white."""
-    delta = np.asarray(adversarial, np.float32) - np.asarray(original, np.float32)
-    peak = float(np.abs(delta).max())
-    return np.uint8(np.round(127.5 + (delta / peak * 127.5 if peak > 0 else delta)))
+# --- the two recipes --------------------------------------------------------------------------
+
+def filter_pattern(model: keras.Model, layer_name: str, filter_index: int, steps: int = 30,
+                   on_step: OnStep | None = None, *, lr: float = 10.0, size: int | None = None,
+                   seed: int = 0, tv_weight: float = 0.0, jitter: int | Jitter = 0) -> Maximized:
+    """The input that maximizes the mean activation of one filter (Deep Learning with Python
+    §5.4.2): plain gradient ascent, optionally smoothed (`tv_weight`) and jittered (pixels)."""
+    regs = (TotalVariation(tv_weight),) if tv_weight else ()
+    return maximize(model, FilterObjective(layer_name, filter_index), regs, steps, on_step,
+                    input_modifiers=_jitter(jitter), lr=lr, size=size, seed=seed)
+
+
+def ideal_class_image(model: keras.Model, class_index: int, steps: int = 150, on_step: OnStep | None = None,
+                      *, lr: float = 6.0, tv_weight: float = 0.3, jitter: int | Jitter = 8, seed: int = 0,
+                      regularizers: Sequence = ()) -> Maximized:
+    """What the model thinks class `class_index` looks like: ascent on the class's logit with
+    `jitter` pixels of random shift per step and `TotalVariation(tv_weight)` plus any extra
+    `regularizers`, so that the result looks like an image and not like static. Its value is the
+    model's probability for the class on the returned image."""
+    regs = ((TotalVariation(tv_weight),) if tv_weight else ()) + tuple(regularizers)
+    return maximize(model, ClassObjective(class_index), regs, steps, on_step,
+                    input_modifiers=_jitter(jitter), lr=lr, seed=seed)

@@ -14,9 +14,11 @@ import pytest  # noqa: E402
 from keras import layers  # noqa: E402
 from tiny_models import tiny_convnet as make_tiny_convnet  # noqa: E402
 
-from core import explain  # noqa: E402
+from core import explain, graph  # noqa: E402
+from core.cam_methods import CAM_METHODS, CamMethod  # noqa: E402
 from core.models import BACKBONES, build_scratch, build_transfer  # noqa: E402
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZE = 32
 PATCH = 6
 CORNERS = {"top-left": (1, 1), "top-right": (1, SIZE - PATCH - 1),
@@ -64,7 +66,7 @@ def quadrant(index, shape) -> str:
 
 # --- Grad-CAM ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("method", explain.GRAD_CAM_METHODS)
+@pytest.mark.parametrize("method", list(CAM_METHODS))
 @pytest.mark.parametrize("corner", list(CORNERS))
 def test_grad_cam_peaks_in_the_corner_holding_the_evidence(patch_model, corner, method):
     heat, cls, probs = explain.grad_cam(patch_model, patch_at(corner), class_index=1, method=method)
@@ -98,7 +100,31 @@ def test_grad_cam_rejects_an_unknown_method(patch_model):
         explain.grad_cam(patch_model, patch_at("top-left"), method="guided")
 
 
-@pytest.mark.parametrize("method", explain.GRAD_CAM_METHODS)
+def test_a_new_cam_method_is_one_weight_function_and_one_entry(patch_model, monkeypatch):
+    """Every channel weighted 1: the map is the layer's summed activations (ReLU, peak 1)."""
+    import tensorflow as tf
+
+    monkeypatch.setitem(CAM_METHODS, "sum", CamMethod(lambda fmap, grads: tf.ones_like(grads[:, 0, 0, :]),
+                                                      "Sum", "every channel counts alike."))
+    image = patch_at("top-left")
+    heat, _, _ = explain.grad_cam(patch_model, image, 1, "conv2", method="sum")
+    summed = np.maximum(explain.activations(patch_model, image, "conv2").sum(-1), 0)
+    np.testing.assert_allclose(heat, summed / summed.max(), atol=1e-5)
+
+
+def test_the_cam_methods_are_named_without_importing_tensorflow():
+    """The pages list the methods from core.cam_methods: importing it must not load TensorFlow."""
+    import subprocess
+    import sys
+
+    code = ("import sys; import core.cam_methods as m; assert 'tensorflow' not in sys.modules; "
+            "print(', '.join(f'{k}={v.label}' for k, v in m.CAM_METHODS.items()))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "grad-cam++=Grad-CAM++, grad-cam=Grad-CAM"
+
+
+@pytest.mark.parametrize("method", list(CAM_METHODS))
 def test_grad_cam_ignores_what_every_class_shares(patch_model, method):
     """Adding one vector to every class's output weights leaves the softmax, so the model's
     decisions, unchanged; the heatmap must not change either (for the class with no patch too)."""
@@ -171,7 +197,7 @@ def test_every_backbone_has_a_last_conv_layer_and_grad_cam_runs(backbone):
     model = build_transfer(backbone, size, 3, weights=None)
     last = explain.last_conv_layer(model)
     # the layer feeding the head is the base's top: that is the one Grad-CAM should default to
-    assert model.get_layer("head_pool").input._keras_history.operation.name == last
+    assert graph.producer(model.get_layer("head_pool").input).name == last
     image = np.random.default_rng(0).integers(0, 256, (size, size, 3)).astype(np.uint8)
     heat, cls, probs = explain.grad_cam(model, image)
     assert heat.shape == tuple(model.get_layer(last).output.shape[1:3])
@@ -246,9 +272,3 @@ def test_overlay_of_grad_cam_on_the_original_image(patch_model):
     out = explain.overlay(image, heat)
     r, c = CORNERS["top-right"]
     assert out[r + 3, c + 3, 0] > out[SIZE - 4, 3, 0]  # redder where the evidence is
-
-
-def test_the_pages_offer_every_grad_cam_method_the_engine_has():
-    from ui import inside
-
-    assert inside.GRAD_CAM_METHODS == explain.GRAD_CAM_METHODS

@@ -189,13 +189,36 @@ def test_cancelled_and_interrupted_work_shows_what_was_reached(env):
     assert at.session_state["vis_ideal_work"]["status"] == "interrupted"
     assert any("stopped (the page was changed) at step 40 of 150" in c for c in image_captions(at))
     # The Cancel button's callback marks running work as cancelled.
-    from ui import inside
+    from ui import long_task
 
     state = {"vis_ideal_work": dict(partial)}
     with pytest.MonkeyPatch.context() as m:
-        m.setattr(inside.st, "session_state", state)
-        inside._cancel("vis_ideal")
+        m.setattr(long_task.st, "session_state", state)
+        long_task._cancel("vis_ideal")
     assert state["vis_ideal_work"]["status"] == "cancelled"
+
+
+def test_the_ideal_image_of_one_class_is_not_shown_under_another(env):
+    at = open_app("visualize")
+    at.button(key="vis_ideal_start").click().run()
+    first, second = env["classes"][:2]
+    assert any(c.startswith(f"the ideal {first}: ") for c in image_captions(at))
+    at.selectbox(key=f"vis_ideal_class_{env['run_id']}").set_value(1).run()
+    assert_clean(at)
+    assert not any(c.startswith("the ideal ") for c in image_captions(at)), image_captions(at)
+    at.selectbox(key=f"vis_ideal_class_{env['run_id']}").set_value(0).run()  # still there for its class
+    assert any(c.startswith(f"the ideal {first}: ") for c in image_captions(at))
+    assert second != first
+
+
+def test_cancel_buttons_are_disabled_unless_their_work_runs(env):
+    at = open_app("visualize")
+    cancels = [b for b in at.button if b.label == "Cancel"]
+    assert len(cancels) == 3 and all(b.disabled for b in cancels)
+    at.select_slider(key="vis_acc_n").set_value(16).run()
+    at.button(key="vis_acc_start").click().run()
+    assert at.session_state["vis_acc_work"]["status"] == "done"
+    assert all(b.disabled for b in at.button if b.label == "Cancel")
 
 
 def test_visualize_fgsm_and_targeted_attack(env):

@@ -1,15 +1,14 @@
 """What the Inspect, Visualize and Predict pages share (and Evaluate's Grad-CAM gallery): the trained
-run and its model, the image to look at, the explanations (cached), and long optimizations with a
-progress bar and a Cancel button.
+run and its model, the image to look at, and the explanations (cached). Long optimizations with a
+progress bar and a Cancel button are ui.long_task's.
 
-Only calls into core/ (runs, data, explain, visualize): no TensorFlow code here. Everything cached
-is keyed on a model reference `(run folder, time model.keras was saved)`: a model that a running
-training saves again is read again, and its explanations are computed again.
+Only calls into core/ (runs, data, explain, visualize, adversarial): no TensorFlow code here.
+Everything cached is keyed on a model reference `(run folder, time model.keras was saved)`: a model
+that a running training saves again is read again, and its explanations are computed again.
 """
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,6 +16,7 @@ import streamlit as st
 
 import core.jobs
 from core import data
+from core.cam_methods import DEFAULT_CAM_METHOD
 from core.runs import Run, list_runs, model_saved_at
 from ui import results, state, widgets
 
@@ -24,7 +24,6 @@ RUN = "inside_run"            # the run Inspect, Visualize and Predict look at: 
 INSPECT_IMAGE = "inspect_image"  # Inspect's image picker keys (Evaluate preselects them)
 INSPECT_SOURCE = "inspect_source"
 INSPECT_MISTAKES = "inspect_mistakes"
-GRAD_CAM_METHODS = ("grad-cam++", "grad-cam")  # core.explain's, named here without importing TensorFlow
 UPLOAD_TYPES = sorted(e.lstrip(".") for e in data.IMAGE_EXTENSIONS)
 
 
@@ -240,7 +239,7 @@ def activations(ref, image: np.ndarray, layer: str) -> np.ndarray:
 
 @st.cache_data(show_spinner="Computing Grad-CAM…", max_entries=128)
 def grad_cam(ref, image: np.ndarray, class_index: int | None, layer: str | None,
-             method: str = GRAD_CAM_METHODS[0]):
+             method: str = DEFAULT_CAM_METHOD):
     """(heatmap 0..1 at the layer's resolution, explained class, probabilities)."""
     from core import explain
 
@@ -269,13 +268,13 @@ def attack(ref, image: np.ndarray, method: str, label: int, epsilon: float, targ
            steps: int = 10) -> tuple[np.ndarray, np.ndarray]:
     """(adversarial float image 0..255, its probabilities) by FGSM (away from `label`) or the
     iterative targeted attack (towards `target`)."""
-    from core import visualize
+    from core import adversarial
 
     m = model(ref)
     if method == "fgsm":
-        adv = visualize.fgsm(m, image[None], [label], epsilon)[0]
+        adv = adversarial.fgsm(m, image[None], [label], epsilon)[0]
         return adv, probabilities(ref, adv)
-    return visualize.targeted_attack(m, image, target, epsilon, steps=steps)
+    return adversarial.targeted_attack(m, image, target, epsilon, steps=steps)
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
@@ -290,33 +289,35 @@ def planned_steps(steps: int) -> int:
     return capped_steps(steps)
 
 
-def filter_pattern(ref, layer: str, index: int, steps: int, should_stop=None) -> np.ndarray:
-    """The input that excites one filter most (not cached: it reports progress as it goes)."""
+def filter_pattern(ref, layer: str, index: int, steps: int, on_step=None):
+    """The input that excites one filter most, a core.visualize.Maximized (not cached: it reports
+    to on_step(step, steps, image, value) as it goes)."""
     from core import visualize
 
-    return visualize.filter_pattern(model(ref), layer, index, steps=steps, should_stop=should_stop)
+    return visualize.filter_pattern(model(ref), layer, index, steps=steps, on_step=on_step)
 
 
-def ideal_class_image(ref, class_index: int, steps: int, callback=None, callback_every: int = 10):
-    """(uint8 image, probability of the class on it, per-step history), reporting to `callback`."""
+def ideal_class_image(ref, class_index: int, steps: int, on_step=None):
+    """What the model thinks the class looks like, a core.visualize.Maximized (its value: the
+    class's probability on the image), reporting to on_step(step, steps, image, probability)."""
     from core import visualize
 
-    return visualize.ideal_class_image(model(ref), class_index, steps=steps, callback=callback,
-                                       callback_every=callback_every)
+    return visualize.ideal_class_image(model(ref), class_index, steps=steps, on_step=on_step)
 
 
-def accuracy_vs_epsilon(ref, images: np.ndarray, labels: np.ndarray, epsilons, should_stop=None,
+def accuracy_vs_epsilon(ref, images: np.ndarray, labels: np.ndarray, epsilons, on_step=None,
                         batch_size: int = 16) -> list[tuple[float, float]]:
-    from core import visualize
+    """[(epsilon, accuracy under FGSM)], reporting to on_step(batches done, batches)."""
+    from core import adversarial
 
-    return visualize.accuracy_vs_epsilon(model(ref), images, labels, epsilons, batch_size=batch_size,
-                                         should_stop=should_stop)
+    return adversarial.accuracy_vs_epsilon(model(ref), images, labels, epsilons, batch_size=batch_size,
+                                           on_step=on_step)
 
 
-def perturbation(image: np.ndarray, adversarial: np.ndarray) -> np.ndarray:
-    from core import visualize
+def perturbation(image: np.ndarray, attacked: np.ndarray) -> np.ndarray:
+    from core import adversarial
 
-    return visualize.perturbation_image(image, adversarial)
+    return adversarial.perturbation_image(image, attacked)
 
 
 def test_sample(run: Run, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -329,64 +330,9 @@ def test_sample(run: Run, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray
     return images, labels
 
 
-# ---------------------------------------------------------------- teaching and long work
+# ---------------------------------------------------------------- teaching
 
 def panel(title: str, text: str) -> None:
     """A panel's heading and its two sentences: what the user sees, and why it matters."""
     st.subheader(title)
     st.markdown(text)
-
-
-def start_and_cancel(key: str, label: str) -> bool:
-    """A start button and a Cancel button beside it, enabled while the work runs; True on start.
-
-    The work runs in this script run, updating the page from the engine's callback. Clicking Cancel
-    (like any widget) makes Streamlit end the running script at its next page update, i.e. at the
-    next progress update; its callback then marks the work cancelled, so the new run shows what
-    had been reached instead of starting again.
-    """
-    _settle(key)
-    left, right, _ = st.columns([2, 1, 3])
-    start = left.button(label, key=f"{key}_start", type="primary", width="stretch")
-    right.button("Cancel", key=f"{key}_cancel", disabled=not start, on_click=_cancel, args=(key,),
-                 width="stretch")
-    if start:
-        st.session_state[f"{key}_work"] = {"status": "running", "started": time.time()}
-    return start
-
-
-def _cancel(key: str) -> None:
-    work = st.session_state.get(f"{key}_work")
-    if work is not None and work.get("status") == "running":
-        work["status"] = "cancelled"
-
-
-def work(key: str) -> dict | None:
-    """The state of the last long optimization started with start_and_cancel(key), if any.
-
-    "status": running (in this script run), done, cancelled, or interrupted (ended by another
-    click or by leaving the page); the page keeps its partial results in the same dict.
-    """
-    return st.session_state.get(f"{key}_work")
-
-
-def _settle(key: str) -> None:
-    """At the start of a script run, work still marked running was ended by a click elsewhere."""
-    w = st.session_state.get(f"{key}_work")
-    if w is not None and w.get("status") == "running":
-        w["status"] = "interrupted"
-
-
-class Throttle:
-    """True at most every `seconds` (and always the first time and when forced): page updates from
-    an engine callback that fires every step would otherwise cost more than the steps."""
-
-    def __init__(self, seconds: float = 0.25):
-        self.seconds, self.last = seconds, 0.0
-
-    def __call__(self, force: bool = False) -> bool:
-        now = time.monotonic()
-        if force or now - self.last >= self.seconds:
-            self.last = now
-            return True
-        return False
