@@ -56,7 +56,7 @@ class AugmentConfig:
 
 
 def transforms(height, width, rotation, shift_x, shift_y, shear_x, shear_y, zoom, flip_x, flip_y):
-    """[B, 8] projective transforms (TensorFlow's ImageProjectiveTransformV3 layout), one per image,
+    """[B, 8] projective transforms (`keras.ops.image.affine_transform`'s layout), one per image,
     composing flip, zoom, shear and rotation about the image's centre, then a shift.
 
     Each argument is a [B] float tensor: rotation in radians, shifts in pixels, shear as a fraction,
@@ -75,6 +75,15 @@ def transforms(height, width, rotation, shift_x, shift_y, shear_x, shear_y, zoom
     b2 = cy + shift_y - b0 * cx - b1 * cy
     zero = tf.zeros_like(a0)
     return tf.stack([a0, a1, a2, b0, b1, b2, zero, zero], axis=1)
+
+
+def resample(images, matrices):
+    """Each image of a (B, H, W, C) batch resampled once through its row of `matrices` ([B, 8], as
+    `transforms` makes them): bilinear, points outside the image take the nearest edge pixel."""
+    import keras
+
+    return keras.ops.image.affine_transform(keras.ops.cast(images, "float32"), matrices,
+                                            interpolation="bilinear", fill_mode="nearest")
 
 
 _affine_class = None
@@ -124,10 +133,7 @@ def _random_affine_class():
                            spread(c.height_shift, tf.cast(h, tf.float32)),
                            spread(c.shear), spread(c.shear),
                            1.0 + spread(c.zoom), flip(c.horizontal_flip), flip(c.vertical_flip))
-            out = tf.raw_ops.ImageProjectiveTransformV3(
-                images=tf.cast(images, tf.float32), transforms=t, output_shape=tf.stack([h, w]),
-                fill_value=0.0, interpolation="BILINEAR", fill_mode="NEAREST")
-            return tf.ensure_shape(out, images.shape)
+            return resample(images, t)
 
         def compute_output_shape(self, input_shape):
             return input_shape

@@ -60,17 +60,14 @@ def _apply(image, **params):
     """core.augment.transforms with one image's parameters, applied the way RandomAffine applies it."""
     import tensorflow as tf
 
-    from core.augment import transforms
+    from core.augment import resample, transforms
 
     h, w = image.shape[:2]
     defaults = dict(rotation=0.0, shift_x=0.0, shift_y=0.0, shear_x=0.0, shear_y=0.0, zoom=1.0, flip_x=1.0,
                     flip_y=1.0)
     args = {k: tf.constant([float(v)]) for k, v in {**defaults, **params}.items()}
-    t = transforms(h, w, **args)
-    out = tf.raw_ops.ImageProjectiveTransformV3(images=tf.constant(image[None], tf.float32), transforms=t,
-                                                output_shape=[h, w], fill_value=0.0, interpolation="BILINEAR",
-                                                fill_mode="NEAREST")
-    return np.round(out.numpy()[0]).astype(np.uint8)
+    out = resample(tf.constant(image[None], tf.float32), transforms(h, w, **args))
+    return np.round(np.asarray(out)[0]).astype(np.uint8)
 
 
 def test_the_composed_transform_rotates_shifts_flips_and_zooms_about_the_centre():
