@@ -73,3 +73,28 @@ def read_json(path: str, default=None):
             return json.load(f)
     except (OSError, ValueError, RecursionError):
         return default
+
+
+# A model file is a zip. Keras reads each member whole into memory, so a small file whose members
+# claim gigabytes would take them: refuse before opening it. Real .keras files are stored with
+# little or no compression (weights do not compress), so their members add up to about the file's
+# own size; a modest ratio and an absolute ceiling leave every genuine model through.
+MAX_UNPACKED_RATIO = 20
+MAX_UNPACKED_BYTES = 4 * 1024 ** 3
+
+
+def zip_unpacks_too_large(path: str) -> str | None:
+    """Why a zip archive (a .keras model) would unpack to too much, or None when it is reasonable.
+    Reads only the archive's directory, never a member; not a zip at all is left to the loader."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            declared = sum(i.file_size for i in z.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return None
+    size = os.path.getsize(path)
+    if declared > MAX_UNPACKED_BYTES or declared > MAX_UNPACKED_RATIO * size + 64 * 1024 ** 2:
+        return (f"it would unpack to {declared / 1e9:,.1f} GB from a file of {size / 1e6:,.1f} MB, "
+                "more than a model file ever does")
+    return None

@@ -389,6 +389,10 @@ def load_model(run_dir: str):
     if not os.path.exists(path):
         raise FileNotFoundError(f"Run {os.path.basename(run_dir)} has no saved model (it stopped or "
                                 "failed before its first epoch finished).")
+    too_large = files.zip_unpacks_too_large(path)
+    if too_large:
+        raise ModelUnavailable(f"The model of run {os.path.basename(os.path.normpath(run_dir))} cannot be "
+                               f"loaded: {too_large}.")
     try:
         return keras.saving.load_model(path, safe_mode=True)
     except Exception as e:  # noqa: BLE001  whatever is wrong with the file, one readable sentence

@@ -254,3 +254,23 @@ def test_a_model_file_with_code_in_it_or_damaged_is_refused_with_a_message(env):
         at.selectbox(key="inside_run").set_value(os.path.basename(damaged)).run()
         assert_clean(at)
         assert any("the file is damaged" in e.value for e in at.error), (page, [e.value for e in at.error])
+
+
+def test_a_model_file_that_claims_gigabytes_is_refused_before_it_is_read(env):
+    """A few kB of zip whose member declares gigabytes: refused from the archive's directory alone,
+    without Keras reading the member into memory (it took 1.9 GB before)."""
+    import resource
+    import zipfile
+
+    bomb = _fake_run(str(env["runs"]), "bomb")
+    with zipfile.ZipFile(Path(bomb, "model.keras"), "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("config.json", "{}")
+        with z.open("model.weights.h5", "w", force_zip64=True) as member:
+            block = bytes(16 * 1024 ** 2)
+            for _ in range(96):  # 1.5 GB of zeros: about 1.5 MB on disk
+                member.write(block)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(runs.ModelUnavailable, match=r"would unpack to 1\.6 GB from a file of .* MB"):
+        runs.load_model(bomb)
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mb < 100, grown_mb
