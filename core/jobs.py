@@ -136,10 +136,10 @@ def write_failure_sentence(e: BaseException, runs_dir: str | None = None) -> str
     no permission), or None when `e` is something else. Errors that reading the user's images can
     raise too count only for a path inside runs_dir (or an unknown path).
     """
-    if isinstance(e, runs.RunWriteError):
-        return str(e)  # core.runs already said it in one sentence
     if not isinstance(e, OSError) or e.errno not in _WRITE_FAILURES:
         return None
+    if isinstance(e, runs.RunWriteError):  # core.runs said where and why; add what to do
+        return f"{e} {_WRITE_FAILURES[e.errno][1].capitalize()}."
     if e.errno in _ALSO_FROM_READING and e.filename and runs_dir and not _inside(str(e.filename), runs_dir):
         return None
     what, advice = _WRITE_FAILURES[e.errno]

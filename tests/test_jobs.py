@@ -197,7 +197,7 @@ def test_a_disk_filling_up_at_any_write_fails_the_job_and_the_next_one_starts(sh
     again = registry.start(_config(shapes, runs_dir, epochs=1))
     again.thread.join(120)
     assert again.state == "finished", again.error
-    assert runs.read_run(again.run_dir)["state"] == "finished"
+    assert runs.read_run(again.run_dir).state == "finished"
 
 
 @pytest.mark.timeout(300)
