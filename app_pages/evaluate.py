@@ -9,19 +9,28 @@ import streamlit as st
 from core.jobs import REGISTRY
 from core.runs import Run, list_runs
 from ui import cache, charts, inside, results, state, widgets
+from ui.i18n import N_, fmt_int, fmt_num, fmt_pct, t, tm
 
 GALLERY_MAX = 24
+# Why a run has no test results, by its state; any other state: NO_RESULTS[None].
+NO_RESULTS = {"running": N_("No test results for this run: it is still training."),
+              "interrupted": N_("No test results for this run: the server stopped while it trained."),
+              None: N_("No test results for this run: it has no evaluation.")}
+ACCURACY_ON = {"test": N_("Accuracy (test)"), "validation": N_("Accuracy (validation)")}
+LOSS_ON = {"test": N_("Loss (test)"), "validation": N_("Loss (validation)")}
+PER_CLASS_HEADERS = {"class": N_("class"), "precision": N_("precision"), "recall": N_("recall"), "f1": N_("f1"),
+                     "support": N_("support")}
 
 
 def main() -> None:
-    widgets.page_intro("Evaluate", (
+    widgets.page_intro(t("Evaluate"), t(
         "A model is judged on images it never trained on: the test split (or validation, when the "
         "dataset has no test split). The confusion matrix shows which classes it mixes up; choose a cell "
         "to see those very images and how sure the model was. The table lists every run in the shape of "
         "the ladder: from scratch, with augmentation, feature extraction, fine-tuning."))
     runs = list_runs(state.runs_dir(), REGISTRY.active_run_dirs())
     if not runs:
-        st.info("No run yet: start one on the Train page.")
+        st.info(t("No run yet: start one on the Train page."))
         return
     ladder_table(runs)
     chosen = run_picker(runs)
@@ -34,30 +43,45 @@ def main() -> None:
 
 def ladder_table(runs: list[Run]) -> None:
     """Every run: strategy, base, image size, epochs, time, validation and test accuracy, state."""
-    st.subheader("All runs")
+    st.subheader(t("All runs"))
     table = pd.DataFrame([results.ladder_row(r) for r in runs])
-    pct = st.column_config.NumberColumn(format="percent")
-    st.dataframe(table, hide_index=True, key="ladder",
-                 column_config={"validation accuracy": pct, "test accuracy": pct})
+    st.dataframe(table, hide_index=True, key="ladder", column_config=headers(
+        results.LADDER_HEADERS, percent=("validation accuracy", "test accuracy")))
+
+
+def headers(labels: dict[str, str], percent=(), decimals: dict[str, int] | None = None) -> dict:
+    """Column configs that show a table's columns under their translated headers (the table keeps
+    its own column names): some as percentages, some with a fixed number of decimals."""
+    decimals = decimals or {}
+
+    def column(key: str, label: str):
+        if key in percent:
+            return st.column_config.NumberColumn(label, format="percent")
+        if key in decimals:
+            return st.column_config.NumberColumn(label, format=f"%.{decimals[key]}f")
+        return st.column_config.Column(label)
+
+    return {key: column(key, t(label)) for key, label in labels.items()}
 
 
 def run_picker(runs: list[Run]) -> list[Run]:
     """The runs to look at (not the damaged ones: the table says why); the newest evaluated by default."""
     by_id = {r.id: r for r in runs if not r.damaged}
     if not by_id:
-        st.info("Every run is damaged (see the state column above): train a new one on the Train page.")
+        st.info(t("Every run is damaged (see the state column above): train a new one on the Train page."))
         return []
     default = next((i for i, r in by_id.items() if r.metrics), next(iter(by_id)))
-    chosen = st.multiselect("Runs to look at", list(by_id), default=[default], key="eval_runs",
-                            format_func=lambda i: f"{i} ({by_id[i].state})", persist_state="session")
+    chosen = st.multiselect(t("Runs to look at"), list(by_id), default=[default], key="eval_runs",
+                            format_func=lambda i: t("{run} ({state})", run=i, state=t(by_id[i].state)),
+                            persist_state="session")
     return [by_id[i] for i in chosen if i in by_id]
 
 
 def compare_curves(chosen: list[Run]) -> None:
     """Train (dotted) and validation (solid) curves of the chosen runs, overlaid."""
-    st.subheader("Curves" if len(chosen) == 1 else f"Curves of {len(chosen)} runs")
+    st.subheader(t("Curves") if len(chosen) == 1 else t("Curves of {n} runs", n=fmt_int(len(chosen))))
     if not any(r.history for r in chosen):
-        st.caption("No epoch finished yet in these runs.")
+        st.caption(t("No epoch finished yet in these runs."))
         return
     st.plotly_chart(charts.history_curves(chosen), key="history_curves")
 
@@ -67,27 +91,25 @@ def detail_picker(chosen: list[Run]) -> Run:
     if len(chosen) == 1:
         return chosen[0]
     ids = [r.id for r in chosen]
-    pick = st.selectbox("Test results of", ids, key="eval_detail")
+    pick = st.selectbox(t("Test results of"), ids, key="eval_detail")
     return chosen[ids.index(pick)]
 
 
 def test_metrics(run: Run) -> None:
     """Accuracy and loss, per-class precision and recall, the confusion matrix and its images."""
     metrics = run.metrics
-    st.subheader(f"Test results — {run.id}")
+    st.subheader(t("Test results — {run}", run=run.id))
     if not metrics:
-        why = {"running": "it is still training", "failed": "it failed: " + str(run.status.get("error", "")),
-               "interrupted": "the server stopped while it trained"}.get(run.state, "it has no evaluation")
-        st.info(f"No test results for this run: {why}.")
+        st.info(no_results(run))
         return
     where = metrics.get("evaluated_on", "test")
     cols = st.columns(3)
-    cols[0].metric(f"Accuracy ({where})", f"{metrics['accuracy']:.1%}")
-    cols[1].metric(f"Loss ({where})", f"{metrics['loss']:.3f}")
-    cols[2].metric("Images evaluated", metrics["count"])
+    cols[0].metric(t(ACCURACY_ON[where]), fmt_pct(metrics["accuracy"], 1))
+    cols[1].metric(t(LOSS_ON[where]), fmt_num(metrics["loss"], 3))
+    cols[2].metric(t("Images evaluated"), fmt_int(metrics["count"]))
     if where == "validation":
-        st.caption("This dataset has no test split: the numbers are on the validation images, which also "
-                   "chose the best epoch, so they are a little optimistic.")
+        st.caption(t("This dataset has no test split: the numbers are on the validation images, which also "
+                     "chose the best epoch, so they are a little optimistic."))
     cell = cell_picker(run, metrics)
     left, right = st.columns(2, gap="large")
     with left:
@@ -98,13 +120,20 @@ def test_metrics(run: Run) -> None:
         cell_gallery(run, metrics, cell)
 
 
+def no_results(run: Run) -> str:
+    """Why a run has no test results, as one sentence."""
+    if run.state == "failed":
+        # The status keeps the engine's English sentence: translated when the catalog knows it.
+        return t("No test results for this run: it failed: {error}.", error=tm(run.status.get("error") or ""))
+    return t(NO_RESULTS.get(run.state, NO_RESULTS[None]))
+
+
 def per_class_table(metrics: dict) -> None:
     """Precision (how often a prediction of the class is right) and recall (how much of it is found)."""
     rows = [{"class": c, **v} for c, v in metrics["per_class"].items()]
-    pct = st.column_config.NumberColumn(format="percent")
-    st.markdown("**Per class**")
-    st.dataframe(pd.DataFrame(rows), hide_index=True, key="per_class",
-                 column_config={"precision": pct, "recall": pct, "f1": st.column_config.NumberColumn(format="%.3f")})
+    st.markdown(t("**Per class**"))
+    st.dataframe(pd.DataFrame(rows), hide_index=True, key="per_class", column_config=headers(
+        PER_CLASS_HEADERS, percent=("precision", "recall"), decimals={"f1": 3}))
 
 
 def cell_picker(run: Run, metrics: dict) -> tuple[int, int] | None:
@@ -112,14 +141,14 @@ def cell_picker(run: Run, metrics: dict) -> tuple[int, int] | None:
     cm, classes = metrics["confusion_matrix"], metrics["classes"]
     cells = results.confusion_cells(cm, classes)
     # Options are indices: a tuple as an option would be read as a list of defaults.
-    pick = st.pills("Show the images of a cell (true → predicted)", range(len(cells)), key=f"eval_cell_{run.id}",
+    pick = st.pills(t("Show the images of a cell (true → predicted)"), range(len(cells)), key=f"eval_cell_{run.id}",
                     default=0 if cells else None, format_func=lambda i: results.cell_label(cells[i], cm, classes))
     return cells[pick] if pick is not None else None
 
 
 def confusion(metrics: dict, cell: tuple[int, int] | None) -> None:
     """Rows: the true class; columns: the predicted class; the chosen cell outlined."""
-    st.markdown("**Confusion matrix**")
+    st.markdown(t("**Confusion matrix**"))
     st.plotly_chart(charts.confusion_matrix(metrics["confusion_matrix"], metrics["classes"], cell), key="confusion")
 
 
@@ -127,12 +156,16 @@ def cell_gallery(run: Run, metrics: dict, cell: tuple[int, int]) -> None:
     """The images of one cell, most confident first, with the predicted probabilities."""
     classes = metrics["classes"]
     chosen = results.in_cell(results.predictions(run), cell)
-    t, p = cell
-    st.markdown(f"**True {widgets.plain(classes[t])}, predicted {widgets.plain(classes[p])}** — {len(chosen)} images"
-                + (f" (the {GALLERY_MAX} most confident shown)" if len(chosen) > GALLERY_MAX else ""))
+    true, pred = cell
+    names = {"true": widgets.plain(classes[true]), "predicted": widgets.plain(classes[pred]), "n": fmt_int(len(chosen))}
+    if len(chosen) > GALLERY_MAX:
+        st.markdown(t("**True {true}, predicted {predicted}** — {n} images (the {shown} most confident shown)",
+                      shown=fmt_int(GALLERY_MAX), **names))
+    else:
+        st.markdown(t("**True {true}, predicted {predicted}** — {n} images", **names))
     shown = chosen[:GALLERY_MAX]
-    cam = run.has_model and st.toggle("Grad-CAM: where the model looked", key="eval_gradcam",
-                                         help="Each image with the heatmap of its predicted class (see Inspect).")
+    cam = run.has_model and st.toggle(t("Grad-CAM: where the model looked"), key="eval_gradcam",
+                                      help=t("Each image with the heatmap of its predicted class (see Inspect)."))
     problem = cam and inside.model_problem(run)
     if problem:
         st.error(problem)

@@ -96,6 +96,14 @@ def test_ladder_row_of_a_finished_and_of_a_running_run():
     assert running["test accuracy"] is None
 
 
+def test_every_strategy_has_a_label_for_the_runs_table():
+    from core.jobs import STRATEGIES, STRATEGY_LABELS
+
+    assert set(results.STRATEGY_LABELS) == set(STRATEGIES) == set(STRATEGY_LABELS)
+    assert results.strategy_label("fine-tune", augment=True) == "fine-tuning + augmentation"
+    assert results.strategy_label(None) == "?"
+
+
 def test_confusion_cells_put_mistakes_first():
     cm = [[5, 0, 2], [1, 4, 0], [0, 0, 6]]
     cells = results.confusion_cells(cm, ["a", "b", "c"])

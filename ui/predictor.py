@@ -14,6 +14,7 @@ import streamlit as st
 from core import data, export, predict
 from core.runs import Run
 from ui import inside
+from ui.i18n import t
 
 THUMBNAIL = 112
 
@@ -27,10 +28,13 @@ def predictor(run: Run) -> predict.Predictor:
 def predict_uploads(run: Run, files: list[tuple[str, bytes]]) -> list[dict]:
     """One row per uploaded file (core.predict's columns), cached by the files' content."""
     size, resize = inside.image_size(run)
-    return _predict_uploads(inside.model_ref(run), tuple(inside.classes(run)), size, resize, tuple(files))
+    # The spinner is here, not in the cache's decorator, whose text is fixed when the module loads:
+    # it is in the session's language. It shows only if the answer is not cached (after half a second).
+    with st.spinner(t("Predicting…")):
+        return _predict_uploads(inside.model_ref(run), tuple(inside.classes(run)), size, resize, tuple(files))
 
 
-@st.cache_data(show_spinner="Predicting…", max_entries=32)
+@st.cache_data(show_spinner=False, max_entries=32)
 def _predict_uploads(ref, classes: tuple, size: int, resize: str, files: tuple) -> list[dict]:
     return predict.predict_files(predict.Predictor(inside.model(ref), list(classes), size, resize), files)
 
@@ -46,14 +50,15 @@ def upload_thumbnail(content: bytes) -> np.ndarray | None:
 
 def export_download(result: dict):
     """(label, file name, mime type, data callable) for an export: the model file itself, or a
-    zip of the SavedModel folder. The data is read only when the user clicks."""
+    zip of the SavedModel folder. The data is read only when the user clicks. The label is in the
+    session's language; the file name stays ASCII."""
     folder, path = result["folder"], result["path"]
     run_id = os.path.basename(os.path.normpath(result["run_dir"]))
     if os.path.isdir(path):
-        return ("Download the SavedModel (zip)", f"{run_id}-savedmodel.zip", "application/zip",
+        return (t("Download the SavedModel (zip)"), f"{run_id}-savedmodel.zip", "application/zip",
                 lambda: export.zip_folder(folder))
     name = f"{run_id}{'-int8' if result.get('int8') else ''}{os.path.splitext(path)[1]}"
-    return f"Download {name}", name, "application/octet-stream", lambda: _read(path)
+    return t("Download {name}", name=name), name, "application/octet-stream", lambda: _read(path)
 
 
 def _read(path: str) -> bytes:

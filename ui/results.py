@@ -1,14 +1,23 @@
 """Runs read from disk, shaped for the Evaluate page: the ladder table and confusion-matrix cells.
 
-Pure functions over the core.runs.Run records that core.runs.list_runs returns.
+Pure functions over the core.runs.Run records that core.runs.list_runs returns; the words in the
+cells (strategy, state, split) are in the session's language (ui.i18n), the numbers stay numbers.
 """
 from __future__ import annotations
 
 from core import runs
-from core.jobs import STRATEGY_LABELS as STRATEGY_TITLES
 from core.runs import Run
+from ui.i18n import N_, fmt_int, t, tm
 
-STRATEGY_LABELS = {strategy: title.lower() for strategy, title in STRATEGY_TITLES.items()}  # in a sentence
+# core.jobs.STRATEGY_LABELS as they read inside a sentence or a table cell ("feature extraction +
+# augmentation"): their own catalog entries, since a translation may differ from the title's.
+STRATEGY_LABELS = {"scratch": N_("from scratch"), "feature-extraction": N_("feature extraction"),
+                   "fine-tune": N_("fine-tuning")}
+# The runs table's columns (the keys of ladder_row) and their headers.
+LADDER_HEADERS = {"run": N_("run"), "strategy": N_("strategy"), "base": N_("base"), "image size": N_("image size"),
+                  "epochs": N_("epochs"), "time (s)": N_("time (s)"),
+                  "validation accuracy": N_("validation accuracy"), "test accuracy": N_("test accuracy"),
+                  "evaluated on": N_("evaluated on"), "state": N_("state")}
 
 
 def best_val_accuracy(run: Run) -> float | None:
@@ -20,9 +29,15 @@ def best_val_accuracy(run: Run) -> float | None:
     return max(vals) if vals else run.status.get("best_val_accuracy")
 
 
+def strategy_label(strategy: str | None, augment: bool = False) -> str:
+    """'feature extraction', or 'feature extraction + augmentation', in the session's language."""
+    label = t(STRATEGY_LABELS[strategy]) if strategy in STRATEGY_LABELS else strategy or "?"
+    return t("{strategy} + augmentation", strategy=label) if augment else label
+
+
 def state_label(run: Run) -> str:
     """'finished', 'running', … or 'damaged: metrics.json: accuracy is "high", not a number.'"""
-    return f"{run.state}: {run.damaged}" if run.damaged else run.state
+    return t("damaged: {why}", why=tm(run.damaged)) if run.damaged else t(run.state)
 
 
 def ladder_row(run: Run) -> dict:
@@ -36,31 +51,33 @@ def ladder_row(run: Run) -> dict:
     seconds = result.get("seconds")
     if seconds is None and status.get("started"):
         seconds = (status.get("finished") or status.get("updated") or status["started"]) - status["started"]
-    augment = " + augmentation" if config.get("augment") else ""
+    evaluated_on = metrics.get("evaluated_on", "test" if metrics else None)
     return {
         "run": run.id,
-        "strategy": STRATEGY_LABELS.get(config.get("strategy"), config.get("strategy") or "?") + augment,
+        "strategy": strategy_label(config.get("strategy"), bool(config.get("augment"))),
         "base": config.get("base"),
         "image size": config.get("image_size"),
         "epochs": epochs_run,
         "time (s)": round(seconds, 1) if seconds is not None else None,
         "validation accuracy": best_val_accuracy(run),
         "test accuracy": metrics.get("accuracy"),
-        "evaluated on": metrics.get("evaluated_on", "test" if metrics else None),
+        "evaluated on": t(evaluated_on) if evaluated_on else None,
         "state": state_label(run),
     }
 
 
 def confusion_cells(cm: list[list[int]], classes: list[str]) -> list[tuple[int, int]]:
     """Non-empty cells, mistakes first (largest first), then the diagonal."""
-    cells = [(t, p) for t in range(len(classes)) for p in range(len(classes)) if cm[t][p]]
+    n = len(classes)
+    cells = [(true, pred) for true in range(n) for pred in range(n) if cm[true][pred]]
     return sorted(cells, key=lambda c: (c[0] == c[1], -cm[c[0]][c[1]], c))
 
 
 def cell_label(cell: tuple[int, int], cm: list[list[int]], classes: list[str]) -> str:
-    t, p = cell
-    verdict = "✓" if t == p else "✗"
-    return f"{verdict} {classes[t]} → {classes[p]} ({cm[t][p]})"
+    """'✗ cat → dog (3)': right or wrong, true → predicted class, how many images."""
+    true, pred = cell
+    verdict = "✓" if true == pred else "✗"
+    return f"{verdict} {classes[true]} → {classes[pred]} ({fmt_int(cm[true][pred])})"
 
 
 def predictions(run: Run) -> list[dict]:
@@ -74,9 +91,9 @@ def predictions(run: Run) -> list[dict]:
 
 def in_cell(preds: list[dict], cell: tuple[int, int]) -> list[dict]:
     """The predictions of one confusion-matrix cell, most confident first."""
-    t, p = cell
-    chosen = [r for r in preds if r["true"] == t and r["pred"] == p]
-    return sorted(chosen, key=lambda r: -r["probs"][p])
+    true, pred = cell
+    chosen = [r for r in preds if r["true"] == true and r["pred"] == pred]
+    return sorted(chosen, key=lambda r: -r["probs"][pred])
 
 
 def probability_caption(record: dict, classes: list[str], top: int = 3) -> str:
