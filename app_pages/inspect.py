@@ -9,13 +9,14 @@ from core.cam_methods import CAM_METHODS
 from core.explain import feature_grid
 from core.runs import Run
 from ui import inside, inside_charts, widgets
+from ui.i18n import fmt_int, fmt_pct, t
 
 GRID_COLUMNS = 8
 MIN_TILE = 48  # px: late layers are a few pixels wide, so their tiles are enlarged to at least this
 
 
 def main() -> None:
-    widgets.page_intro("Inspect", (
+    widgets.page_intro(t("Inspect"), t(
         "A trained network is not a black box: every layer is a stack of images (feature maps) you can "
         "look at, and the gradient of a class score tells which parts of the photo that score depends on. "
         "Choose a run and an image, from the run's own test images or one of yours."))
@@ -35,41 +36,52 @@ def main() -> None:
 
 def probabilities_panel(picked: inside.Picked, probs, names: list[str]) -> None:
     """The image as the model sees it, and the probability it gives each class."""
-    inside.panel("Class probabilities", (
+    inside.panel(t("Class probabilities"), t(
         "The last layer turns everything the network computed into one probability per class; the "
         "prediction is the longest bar. A confident wrong answer is more worrying than a hesitant one, "
         "and the panels below show what it rests on."))
     left, right = st.columns([1, 3], gap="large")
-    pred = int(probs.argmax())
-    verdict = "" if picked.true is None else (" ✓" if picked.true == pred else f" ✗ (true: {widgets.plain(names[picked.true])})")
-    left.image(picked.image, caption=f"{widgets.plain(picked.name)}: {widgets.plain(names[pred])} {probs[pred]:.1%}{verdict}",
-               width="stretch")
+    left.image(picked.image, caption=prediction_caption(picked, probs, names), width="stretch")
     right.plotly_chart(inside_charts.class_probabilities(probs, names, picked.true), key="inspect_probs")
+
+
+def prediction_caption(picked: inside.Picked, probs, names: list[str]) -> str:
+    """'cat.12.jpg: cats 97.8%', with ✓ or ✗ (and the true class) when the truth is known."""
+    pred = int(probs.argmax())
+    shown = {"image": widgets.plain(picked.name), "predicted": widgets.plain(names[pred]),
+             "probability": fmt_pct(probs[pred])}
+    if picked.true is None:
+        return t("{image}: {predicted} {probability}", **shown)
+    if picked.true == pred:
+        return t("{image}: {predicted} {probability} ✓", **shown)
+    return t("{image}: {predicted} {probability} ✗ (true: {true})", true=widgets.plain(names[picked.true]), **shown)
 
 
 def activations_panel(ref, run: Run, picked: inside.Picked) -> None:
     """A grid of one layer's feature maps, first N channels."""
-    inside.panel("Intermediate activations", (
+    inside.panel(t("Intermediate activations"), t(
         "Each tile is one channel of the chosen layer, bright where the filter behind it responds to "
         "this image. Early layers keep edges, colours and textures you can still recognise, while deeper "
         "ones are smaller, more abstract and often dark, because they record whether parts of a class "
         "are present rather than the image itself."))
     layers = inside.feature_layers(ref)
     left, right = st.columns(2)
-    layer = left.selectbox("Layer (bottom to top)", layers, key=f"inspect_act_layer_{run.id}",
+    layer = left.selectbox(t("Layer (bottom to top)"), layers, key=f"inspect_act_layer_{run.id}",
                            format_func=lambda n: f"{layers.index(n) + 1}. {n}")
     acts = inside.activations(ref, picked.image, layer)
     h, w, channels = acts.shape
-    n = right.slider("Channels shown (the first N)", 1, channels, min(32, channels),
+    n = right.slider(t("Channels shown (the first N)"), 1, channels, min(32, channels),
                      key=f"inspect_act_n_{run.id}_{layer}")
     grid = feature_grid(acts, n, cols=min(GRID_COLUMNS, n), scale=max(1, math.ceil(MIN_TILE / h)))
-    st.image(grid, caption=f"{layer}: {h}×{w} pixels, {channels} channels — the first {n}, each normalized "
-             "on its own (flat gray: the channel is silent on this image)", width="stretch")
+    st.image(grid, width="stretch", caption=t(
+        "{layer}: {h}×{w} pixels, {channels} channels — the first {n}, each normalized on its own "
+        "(flat gray: the channel is silent on this image)",
+        layer=layer, h=fmt_int(h), w=fmt_int(w), channels=fmt_int(channels), n=fmt_int(n)))
 
 
 def grad_cam_panel(ref, run: Run, picked: inside.Picked, probs, names: list[str]) -> None:
     """Grad-CAM of the predicted (or a chosen) class, over the image."""
-    inside.panel("Where the model looks (Grad-CAM)", (
+    inside.panel(t("Where the model looks (Grad-CAM)"), t(
         "The heat marks the parts of the image that raise the chosen class's score the most: the "
         "gradient of that score weighs each channel of a convolutional layer, and their weighted sum is "
         "laid over the photo. This is where a model that is right for the wrong reason (the background, "
@@ -78,23 +90,26 @@ def grad_cam_panel(ref, run: Run, picked: inside.Picked, probs, names: list[str]
     last = inside.last_feature_layer(ref)
     pred = int(probs.argmax())
     cols = st.columns(4)
-    choice = cols[0].selectbox("Class to explain", [-1, *range(len(names))], key=f"inspect_cam_class_{run.id}",
-                               format_func=lambda i: f"the predicted class ({names[pred]})" if i < 0 else names[i])
-    layer = cols[1].selectbox("Layer", layers, index=layers.index(last), key=f"inspect_cam_layer_{run.id}",
-                              help="By default the last layer with feature maps: the most semantic, if coarse.")
-    method = cols[2].selectbox("Method", list(CAM_METHODS), key="inspect_cam_method",
-                               format_func=lambda m: CAM_METHODS[m].label,
-                               help=" ".join(f"{m.label} {m.description}" for m in CAM_METHODS.values()))
-    opacity = cols[3].slider("Opacity of the heatmap", 0.0, 1.0, 0.45, step=0.05, key="inspect_cam_opacity")
+    choice = cols[0].selectbox(t("Class to explain"), [-1, *range(len(names))], key=f"inspect_cam_class_{run.id}",
+                               format_func=lambda i: t("the predicted class ({name})", name=names[pred])
+                               if i < 0 else names[i])
+    layer = cols[1].selectbox(t("Layer"), layers, index=layers.index(last), key=f"inspect_cam_layer_{run.id}",
+                              help=t("By default the last layer with feature maps: the most semantic, if coarse."))
+    method = cols[2].selectbox(t("Method"), list(CAM_METHODS), key="inspect_cam_method",
+                               format_func=lambda m: t(CAM_METHODS[m].label),
+                               help=" ".join(t("{method} {description}", method=t(m.label), description=t(m.description))
+                                             for m in CAM_METHODS.values()))
+    opacity = cols[3].slider(t("Opacity of the heatmap"), 0.0, 1.0, 0.45, step=0.05, key="inspect_cam_opacity")
     heat, explained, _ = inside.grad_cam(ref, picked.image, None if choice < 0 else choice, layer, method)
     left, right = st.columns(2)
-    left.image(picked.image, caption="the image", width="stretch")
-    right.image(inside.cam_overlay(picked.image, heat, opacity), width="stretch",
-                caption=f"evidence for {widgets.plain(names[explained])} ({probs[explained]:.1%}) at {layer}, "
-                        f"{CAM_METHODS[method].label}, "
-                        f"{heat.shape[0]}×{heat.shape[1]} cells")
+    left.image(picked.image, caption=t("the image"), width="stretch")
+    right.image(inside.cam_overlay(picked.image, heat, opacity), width="stretch", caption=t(
+        "evidence for {name} ({probability}) at {layer}, {method}, {rows}×{cols} cells",
+        name=widgets.plain(names[explained]), probability=fmt_pct(probs[explained]), layer=layer,
+        method=t(CAM_METHODS[method].label), rows=fmt_int(heat.shape[0]), cols=fmt_int(heat.shape[1])))
     if not heat.any():
-        st.caption(f"Nothing in {layer} speaks for {widgets.plain(names[explained])} on this image: the map is empty.")
+        st.caption(t("Nothing in {layer} speaks for {name} on this image: the map is empty.",
+                     layer=layer, name=widgets.plain(names[explained])))
 
 
 main()

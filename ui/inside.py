@@ -8,6 +8,7 @@ that a running training saves again is read again, and its explanations are comp
 """
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 
@@ -17,14 +18,19 @@ import streamlit as st
 import core.jobs
 from core import data
 from core.cam_methods import DEFAULT_CAM_METHOD
+from core.jobs import STRATEGY_LABELS
 from core.runs import Run, list_runs, model_saved_at
-from ui import results, state, widgets
+from ui import i18n, results, state, widgets
+from ui.i18n import N_, fmt_pct, nt, t
 
 RUN = "inside_run"            # the run Inspect, Visualize and Predict look at: one choice for all three
 INSPECT_IMAGE = "inspect_image"  # Inspect's image picker keys (Evaluate preselects them)
 INSPECT_SOURCE = "inspect_source"
 INSPECT_MISTAKES = "inspect_mistakes"
 UPLOAD_TYPES = sorted(e.lstrip(".") for e in data.IMAGE_EXTENSIONS)
+# The split a run was evaluated on, as the image picker offers it and as the run picker scores it.
+SPLIT_IMAGES = {"test": N_("The run's test images"), "validation": N_("The run's validation images")}
+SPLIT_ACCURACY = {"test": N_("test {accuracy}"), "validation": N_("validation {accuracy}")}
 
 
 @dataclass(frozen=True)
@@ -48,13 +54,13 @@ def run_picker() -> Run | None:
     """Which trained run to look inside (shared by Inspect, Visualize and Predict)."""
     runs, damaged = trained_runs()
     for run in damaged:
-        st.caption(f"Not offered: run {run.id} is damaged: {run.damaged}")
+        st.caption(t("Not offered: run {run} is damaged: {why}", run=run.id, why=i18n.tm(run.damaged)))
     if not runs:
-        st.info("No trained model yet: train one on the Train page, then come back here.")
+        st.info(t("No trained model yet: train one on the Train page, then come back here."))
         return None
     by_id = {r.id: r for r in runs}
     _forget_if_not_in(RUN, by_id)
-    pick = st.selectbox("Trained run", list(by_id), key=RUN, persist_state="session",
+    pick = st.selectbox(t("Trained run"), list(by_id), key=RUN, persist_state="session",
                         format_func=lambda i: run_label(by_id[i]))
     problem = model_problem(by_id[pick])
     if problem:
@@ -70,19 +76,20 @@ def model_problem(run: Run) -> str | None:
     try:
         model(model_ref(run))
     except (ModelUnavailable, OSError) as e:
-        return str(e)
+        return i18n.error_text(e)
     return None
 
 
 def run_label(run: Run) -> str:
-    """'20250101-120000-scratch-scratch · from scratch · 48 px · test 83%'."""
+    """'20250101-120000-scratch-scratch · From scratch · 48 px · test 83%'."""
     config, metrics = run.config, run.metrics or {}
-    parts = [run.id, results.STRATEGY_LABELS.get(config.get("strategy"), config.get("strategy", "?"))]
+    strategy = config.get("strategy", "?")
+    parts = [run.id, t(STRATEGY_LABELS[strategy]) if strategy in STRATEGY_LABELS else strategy]
     if config.get("base") and config.get("base") != "scratch":
         parts.append(config["base"])
     parts.append(f"{config.get('image_size')} px")
-    if metrics.get("accuracy") is not None:
-        parts.append(f"{metrics.get('evaluated_on', 'test')} {metrics['accuracy']:.0%}")
+    if metrics.get("accuracy") is not None:  # evaluated_on is checked when the run is read (core.run_schema)
+        parts.append(t(SPLIT_ACCURACY[metrics.get("evaluated_on", "test")], accuracy=fmt_pct(metrics["accuracy"], 0)))
     return " · ".join(parts)
 
 
@@ -91,13 +98,27 @@ def model_ref(run: Run) -> tuple[str, float]:
     return run.run_dir, model_saved_at(run.run_dir)
 
 
-@st.cache_resource(show_spinner="Loading the model…", max_entries=4)
+def spinning(msgid: str):
+    """Show a spinner with this sentence while the function runs (after half a second, so not on
+    a quick cache hit), in the language of the session calling it: a cache's own show_spinner text
+    is fixed when the module is imported."""
+    def decorate(function):
+        @functools.wraps(function)
+        def run(*args, **kwargs):
+            with st.spinner(t(msgid)):
+                return function(*args, **kwargs)
+        return run
+    return decorate
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
 def _load_model(run_dir: str, saved_at: float):
     from core.runs import load_model
 
     return load_model(run_dir)
 
 
+@spinning(N_("Loading the model…"))
 def model(ref: tuple[str, float]):
     """The run's Keras model, loaded once per server (shared by every session)."""
     return _load_model(*ref)
@@ -120,50 +141,52 @@ def image_picker(run: Run, key: str) -> Picked | None:
     names = classes(run)
     where = (run.metrics or {}).get("evaluated_on", "test")
     sources = ["dataset", "upload"] if records else ["upload"]
-    labels = {"dataset": f"The run's {where} images", "upload": "Upload one"}
+    labels = {"dataset": SPLIT_IMAGES[where], "upload": N_("Upload one")}
     _forget_if_not_in(f"{key}_source", sources)
-    source = st.radio("Image", sources, format_func=labels.get, horizontal=True, key=f"{key}_source")
+    source = st.radio(t("Image"), sources, format_func=lambda s: t(labels[s]), horizontal=True, key=f"{key}_source")
     if source == "upload":
         return _uploaded(run, key)
     left, right = st.columns([1, 3], vertical_alignment="bottom")
-    mistakes = left.toggle("Mistakes only", key=f"{key}_mistakes",
-                           help="Only the images the model got wrong.")
+    mistakes = left.toggle(t("Mistakes only"), key=f"{key}_mistakes",
+                           help=t("Only the images the model got wrong."))
     shown = [r for r in records if r["true"] != r["pred"]] if mistakes else records
     if not shown:
-        right.caption("The model got every one of these images right.")
+        right.caption(t("The model got every one of these images right."))
         return None
     by_path = {r["path"]: r for r in shown}
     _forget_if_not_in(f"{key}_image", by_path)
-    path = right.selectbox(f"{len(shown)} images", list(by_path), key=f"{key}_image",
+    path = right.selectbox(nt("{n} image", "{n} images", len(shown)), list(by_path), key=f"{key}_image",
                            format_func=lambda p: record_label(by_path[p], names))
     size, resize = image_size(run)
     try:
         image = run_image(path, size, resize)
     except (ValueError, OSError) as e:
-        st.error(f"{widgets.plain(path)} cannot be read any more: {widgets.plain(e)}.")
+        st.error(t("{path} cannot be read any more: {why}.", path=widgets.plain(path),
+                   why=widgets.plain(i18n.error_text(e))))
         return None
     return Picked(image, data.display_name(os.path.basename(path)), by_path[path]["true"])
 
 
 def _uploaded(run: Run, key: str) -> Picked | None:
-    upload = st.file_uploader("An image file", type=UPLOAD_TYPES, key=f"{key}_upload")
+    upload = st.file_uploader(t("An image file"), type=UPLOAD_TYPES, key=f"{key}_upload")
     if upload is None:
-        st.caption("Choose a photo: it is cropped and resized the way this run's training images were.")
+        st.caption(t("Choose a photo: it is cropped and resized the way this run's training images were."))
         return None
     size, resize = image_size(run)
     try:
         return Picked(data.load_image(upload, size, resize), upload.name)
     except ValueError as e:
-        st.error(f"{widgets.plain(upload.name)} cannot be used: {widgets.plain(e)}.")
+        st.error(t("{name} cannot be used: {why}.", name=widgets.plain(upload.name),
+                   why=widgets.plain(i18n.error_text(e))))
         return None
 
 
 def record_label(record: dict, names: list[str]) -> str:
     """'cat.1503.jpg — cats ✓' or 'dog.1520.jpg — dogs, predicted cats ✗'."""
-    base = f"{data.display_name(os.path.basename(record['path']))} — {names[record['true']]}"
+    image, true = data.display_name(os.path.basename(record["path"])), names[record["true"]]
     if record["true"] == record["pred"]:
-        return base + " ✓"
-    return f"{base}, predicted {names[record['pred']]} ✗"
+        return t("{image} — {true} ✓", image=image, true=true)
+    return t("{image} — {true}, predicted {predicted} ✗", image=image, true=true, predicted=names[record["pred"]])
 
 
 def run_image(path: str, size: int, resize: str) -> np.ndarray:
@@ -200,9 +223,9 @@ def grad_cam_image(run: Run, path: str) -> np.ndarray | None:
 def inspect_link(run: Run, paths: list[str]) -> None:
     """Choose one of these images and open it on the Inspect page."""
     left, right = st.columns([3, 1], vertical_alignment="bottom")
-    path = left.selectbox("Look inside the model for one of these images", paths, key="eval_inspect_image",
+    path = left.selectbox(t("Look inside the model for one of these images"), paths, key="eval_inspect_image",
                           format_func=lambda p: data.display_name(os.path.basename(p)))
-    if right.button("Open in Inspect", key="eval_open_inspect", icon=":material/center_focus_strong:"):
+    if right.button(t("Open in Inspect"), key="eval_open_inspect", icon=":material/center_focus_strong:"):
         open_in_inspect(run, path)
 
 
@@ -230,14 +253,16 @@ def last_feature_layer(ref) -> str:
     return explain.last_conv_layer(model(ref))
 
 
-@st.cache_data(show_spinner="Computing the feature maps…", max_entries=32)
+@spinning(N_("Computing the feature maps…"))
+@st.cache_data(show_spinner=False, max_entries=32)
 def activations(ref, image: np.ndarray, layer: str) -> np.ndarray:
     from core import explain
 
     return explain.activations(model(ref), image, layer)
 
 
-@st.cache_data(show_spinner="Computing Grad-CAM…", max_entries=128)
+@spinning(N_("Computing Grad-CAM…"))
+@st.cache_data(show_spinner=False, max_entries=128)
 def grad_cam(ref, image: np.ndarray, class_index: int | None, layer: str | None,
              method: str = DEFAULT_CAM_METHOD):
     """(heatmap 0..1 at the layer's resolution, explained class, probabilities)."""
@@ -263,7 +288,8 @@ def grad_cam_thumbnail(ref, path: bytes, size: int, resize: str) -> np.ndarray |
     return cam_overlay(image, heat)
 
 
-@st.cache_data(show_spinner="Attacking the image…", max_entries=64)
+@spinning(N_("Attacking the image…"))
+@st.cache_data(show_spinner=False, max_entries=64)
 def attack(ref, image: np.ndarray, method: str, label: int, epsilon: float, target: int | None = None,
            steps: int = 10) -> tuple[np.ndarray, np.ndarray]:
     """(adversarial float image 0..255, its probabilities) by FGSM (away from `label`) or the
