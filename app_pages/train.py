@@ -10,13 +10,24 @@ from core import data
 from core.backbones import BACKBONES
 from core.jobs import DEFAULT_DROPOUT, DEFAULT_EPOCHS, DEFAULT_FINE_TUNE_EPOCHS, DEFAULT_LEARNING_RATE, DEFAULTS, \
     OPTIMIZERS, REGISTRY, STRATEGIES, STRATEGY_LABELS, JobBusy, TrainConfig
-from ui import cache, charts, state, widgets
+from ui import cache, charts, i18n, state, widgets
+from ui.i18n import N_, fmt_int, fmt_num, nt, t
 
 STRATEGY_HELP = {
-    "scratch": "A small convnet learns everything from your images (rungs 1–2 of the ladder).",
-    "feature-extraction": "A network pretrained on ImageNet stays frozen; only a new head learns (rung 3).",
-    "fine-tune": "The head first, then the top layers of the base too, at a low learning rate (rung 4).",
+    "scratch": N_("A small convnet learns everything from your images (rungs 1–2 of the ladder)."),
+    "feature-extraction": N_("A network pretrained on ImageNet stays frozen; only a new head learns (rung 3)."),
+    "fine-tune": N_("The head first, then the top layers of the base too, at a low learning rate (rung 4)."),
 }
+# English words of the engine that this page shows through t(): marked here for the catalog.
+ENGINE_WORDS = (
+    N_("From scratch"), N_("Feature extraction"), N_("Fine-tuning"),  # core.jobs.STRATEGY_LABELS
+    N_("scan"), N_("decode"), N_("features (train)"), N_("features (validation)"),  # Job.set_phase
+    N_("head"), N_("fine-tune"), N_("train"), N_("evaluate"),
+    N_("BatchNorm stays frozen"),  # core.models.layer_table's note
+)
+# The layer table's columns (core.models.layer_table's keys) as the user reads them.
+LAYER_COLUMNS = {"from_top": "#", "name": N_("name"), "type": N_("type"), "params": N_("params"),
+                 "trains": N_("trains"), "note": N_("note")}
 IMAGE_SIZES = [48, 64, 96, 128, 160, 192, 224, 299]
 BATCH_SIZES = [8, 16, 32, 64, 128]
 LEARNING_RATES = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2]
@@ -25,7 +36,7 @@ SESSION = "session"  # persist_state: the settings survive page switches
 
 
 def main() -> None:
-    widgets.page_intro("Train", (
+    widgets.page_intro(t("Train"), t(
         "Choose how to train: from scratch, on the features of a network pretrained on ImageNet, or by "
         "fine-tuning its top layers. Training runs in the background; the curves show, batch by batch, "
         "whether the model learns (training loss falls) and whether it generalises (validation accuracy "
@@ -33,7 +44,7 @@ def main() -> None:
     try:
         ds = state.current_dataset()
     except data.DatasetError as e:
-        st.error(f"The current dataset cannot be used: {widgets.plain(e)}")
+        st.error(t("The current dataset cannot be used: {why}", why=widgets.plain(i18n.error_text(e))))
         ds = None
     config = settings(ds)
     if config.strategy != "scratch":
@@ -42,10 +53,14 @@ def main() -> None:
     job_area()
 
 
+def strategy_label(strategy: str) -> str:
+    return t(STRATEGY_LABELS[strategy])
+
+
 def settings(ds) -> TrainConfig:
     """Every setting of one training: the strategy, then four columns."""
-    strategy = st.radio("Strategy", STRATEGIES, index=STRATEGIES.index(DEFAULTS.strategy), horizontal=True,
-                        format_func=STRATEGY_LABELS.get, captions=[STRATEGY_HELP[s] for s in STRATEGIES],
+    strategy = st.radio(t("Strategy"), STRATEGIES, index=STRATEGIES.index(DEFAULTS.strategy), horizontal=True,
+                        format_func=strategy_label, captions=[t(STRATEGY_HELP[s]) for s in STRATEGIES],
                         key="strategy", persist_state=SESSION)
     columns = st.columns(4, gap="medium")
     with columns[0]:
@@ -65,12 +80,12 @@ def settings(ds) -> TrainConfig:
 def model_settings(strategy: str) -> dict:
     """The pretrained base, the image size and the batch size."""
     return {
-        "base": st.selectbox("Pretrained base", list(BACKBONES), format_func=lambda k: BACKBONES[k].label,
+        "base": st.selectbox(t("Pretrained base"), list(BACKBONES), format_func=lambda k: BACKBONES[k].label,
                              key="base", disabled=strategy == "scratch", persist_state=SESSION,
-                             help="The ImageNet network whose features are reused (not used from scratch)."),
-        "image_size": st.select_slider("Image size (px)", IMAGE_SIZES, value=DEFAULTS.image_size, key="image_size",
-                                       persist_state=SESSION),
-        "batch_size": st.select_slider("Batch size", BATCH_SIZES, value=DEFAULTS.batch_size, key="batch_size",
+                             help=t("The ImageNet network whose features are reused (not used from scratch).")),
+        "image_size": st.select_slider(t("Image size (px)"), IMAGE_SIZES, value=DEFAULTS.image_size,
+                                       key="image_size", persist_state=SESSION),
+        "batch_size": st.select_slider(t("Batch size"), BATCH_SIZES, value=DEFAULTS.batch_size, key="batch_size",
                                        persist_state=SESSION),
     }
 
@@ -79,13 +94,13 @@ def schedule_settings(strategy: str) -> dict:
     """Epochs of each phase and dropout (defaults per strategy, as the engine's)."""
     fine_tune = strategy == "fine-tune"
     return {
-        "epochs": int(st.number_input("Epochs" + (" (head)" if fine_tune else ""), 1, 500,
+        "epochs": int(st.number_input(t("Epochs (head)") if fine_tune else t("Epochs"), 1, 500,
                                       value=DEFAULT_EPOCHS[strategy], key=f"epochs_{strategy}",
                                       persist_state=SESSION)),
-        "fine_tune_epochs": int(st.number_input("Fine-tune epochs", 1, 500, value=DEFAULT_FINE_TUNE_EPOCHS,
+        "fine_tune_epochs": int(st.number_input(t("Fine-tune epochs"), 1, 500, value=DEFAULT_FINE_TUNE_EPOCHS,
                                                 key="fine_tune_epochs", disabled=not fine_tune,
                                                 persist_state=SESSION)),
-        "dropout": st.slider("Dropout", 0.0, 0.9, step=0.05, value=DEFAULT_DROPOUT[strategy],
+        "dropout": st.slider(t("Dropout"), 0.0, 0.9, step=0.05, value=DEFAULT_DROPOUT[strategy],
                              key=f"dropout_{strategy}", persist_state=SESSION),
     }
 
@@ -93,11 +108,11 @@ def schedule_settings(strategy: str) -> dict:
 def optimizer_settings(strategy: str) -> dict:
     """The optimizer and its learning rates (a low one for fine-tuning, as the references insist)."""
     return {
-        "optimizer": st.selectbox("Optimizer", OPTIMIZERS, key="optimizer", persist_state=SESSION),
-        "learning_rate": st.select_slider("Learning rate", LEARNING_RATES, value=DEFAULT_LEARNING_RATE,
+        "optimizer": st.selectbox(t("Optimizer"), OPTIMIZERS, key="optimizer", persist_state=SESSION),
+        "learning_rate": st.select_slider(t("Learning rate"), LEARNING_RATES, value=DEFAULT_LEARNING_RATE,
                                           format_func="{:g}".format, key="learning_rate", persist_state=SESSION),
         "fine_tune_learning_rate": st.select_slider(
-            "Fine-tune learning rate", LEARNING_RATES, value=DEFAULTS.fine_tune_learning_rate,
+            t("Fine-tune learning rate"), LEARNING_RATES, value=DEFAULTS.fine_tune_learning_rate,
             format_func="{:g}".format, key="fine_tune_learning_rate", disabled=strategy != "fine-tune",
             persist_state=SESSION),
     }
@@ -105,14 +120,15 @@ def optimizer_settings(strategy: str) -> dict:
 
 def data_settings(strategy: str) -> dict:
     """Augmentation on or off (its settings come from the Augment page), views, seed."""
-    augment = st.toggle("Data augmentation", key="augment", persist_state=SESSION)
-    st.caption(f"{widgets.describe_augment(state.augment_config())} — set on the Augment page.")
-    views = st.number_input("Augmented views per image", 1, 16, value=DEFAULTS.views, key="views",
+    augment = st.toggle(t("Data augmentation"), key="augment", persist_state=SESSION)
+    st.caption(t("{augmentation} — set on the Augment page.",
+                 augmentation=widgets.describe_augment(state.augment_config())))
+    views = st.number_input(t("Augmented views per image"), 1, 16, value=DEFAULTS.views, key="views",
                             persist_state=SESSION,
                             disabled=not augment or strategy == "scratch",
-                            help="Feature extraction caches the base's output for this many augmented "
-                                 "versions of every training image.")
-    seed = widgets.seed_input("Seeds the weights, the shuffling and (for a folder of class folders) the split.")
+                            help=t("Feature extraction caches the base's output for this many augmented "
+                                   "versions of every training image."))
+    seed = widgets.seed_input(t("Seeds the weights, the shuffling and (for a folder of class folders) the split."))
     return {"augment": augment, "views": int(views), "seed": int(seed)}
 
 
@@ -123,10 +139,10 @@ def num_classes(ds) -> int:
 def unfreeze_slider(base: str, n_classes: int) -> int:
     """How many layers of the base, counted from the top, train in the fine-tune phase."""
     rows, _ = cache.base_layers(base, n_classes, 0)
-    return st.slider(f"Layers of {BACKBONES[base].label} to unfreeze (from the top)", 0, len(rows),
+    return st.slider(t("Layers of {base} to unfreeze (from the top)", base=BACKBONES[base].label), 0, len(rows),
                      value=min(BACKBONES[base].default_unfreeze, len(rows)), key=f"unfreeze_{base}",
                      persist_state=SESSION,
-                     help="BatchNormalization layers stay frozen, in inference mode, as the references advise.")
+                     help=t("BatchNormalization layers stay frozen, in inference mode, as the references advise."))
 
 
 def base_layers_table(config: TrainConfig, num_classes: int) -> None:
@@ -135,20 +151,25 @@ def base_layers_table(config: TrainConfig, num_classes: int) -> None:
     rows, trainable = cache.base_layers(config.base, num_classes, n)
     total = sum(r["params"] for r in rows)
     label = BACKBONES[config.base].label
-    with st.expander(f"{label}: {len(rows)} layers · {trainable:,} trainable parameters",
+    with st.expander(t("{base}: {layers} layers · {params} trainable parameters", base=label,
+                       layers=fmt_int(len(rows)), params=fmt_int(trainable)),
                      expanded=config.strategy == "fine-tune"):
         cols = st.columns(3)
-        cols[0].metric("Layers unfrozen", f"{n} of {len(rows)}")
-        cols[1].metric("Trainable parameters", f"{trainable:,}", help="The head's and the unfrozen layers'.")
-        cols[2].metric("Base parameters", f"{total:,}")
-        table = pd.DataFrame(rows).rename(columns={"from_top": "#", "trains": "trains"})
-        st.dataframe(table.style.apply(_highlight_trainable, axis=1), hide_index=True, height=300,
-                     key="layer_table", column_config={"trains": st.column_config.CheckboxColumn("trains")})
+        cols[0].metric(t("Layers unfrozen"), t("{n} of {total}", n=fmt_int(n), total=fmt_int(len(rows))))
+        cols[1].metric(t("Trainable parameters"), fmt_int(trainable), help=t("The head's and the unfrozen layers'."))
+        cols[2].metric(t("Base parameters"), fmt_int(total))
+        st.dataframe(layer_table(rows), hide_index=True, height=300, key="layer_table",
+                     column_config={t("trains"): st.column_config.CheckboxColumn(t("trains"))})
 
 
-def _highlight_trainable(row) -> list[str]:
-    colour = "background-color: rgba(84, 162, 75, 0.18)" if row["trains"] else ""
-    return [colour] * len(row)
+def layer_table(rows: list[dict]):
+    """The rows in the reader's language (the note, the headers), those that will train highlighted."""
+    table = pd.DataFrame(rows, columns=list(LAYER_COLUMNS))
+    table["note"] = [t(note) if note else note for note in table["note"]]
+    trains = list(table["trains"])
+    table = table.rename(columns={key: t(header) for key, header in LAYER_COLUMNS.items()})
+    green = "background-color: rgba(84, 162, 75, 0.18)"
+    return table.style.apply(lambda row: [green if trains[row.name] else ""] * len(row), axis=1)
 
 
 def memory_note(ds, size: int) -> str:
@@ -157,12 +178,14 @@ def memory_note(ds, size: int) -> str:
     try:
         budget = data.memory_budget()
     except data.DatasetError as e:
-        return str(e)
+        return i18n.error_text(e)
     if need <= budget:
-        return f"Decoded at {size} px the images take {need / 1e6:,.0f} MB: kept in memory."
-    return (f"Decoded at {size} px the images would take {need / 1e6:,.0f} MB, over the memory budget of "
-            f"{budget / 1e6:,.0f} MB: they will be read from the files batch by batch, every epoch "
-            f"({data.BUDGET_ENV} sets the budget).")
+        return t("Decoded at {size} px the images take {need} MB: kept in memory.",
+                 size=fmt_int(size), need=fmt_num(need / 1e6, 0))
+    return t("Decoded at {size} px the images would take {need} MB, over the memory budget of {budget} MB: "
+             "they will be read from the files batch by batch, every epoch ({variable} sets the budget).",
+             size=fmt_int(size), need=fmt_num(need / 1e6, 0), budget=fmt_num(budget / 1e6, 0),
+             variable=data.BUDGET_ENV)
 
 
 def start_button(config: TrainConfig, ds) -> None:
@@ -170,23 +193,25 @@ def start_button(config: TrainConfig, ds) -> None:
     busy = REGISTRY.active()
     problem = None
     if ds is None:
-        problem = "Choose a usable dataset on the Dataset page first."
+        problem = t("Choose a usable dataset on the Dataset page first.")
     elif config.strategy != "scratch":
         problem = BACKBONES[config.base].size_problem(config.image_size)
+        problem = i18n.tm(problem) if problem else None
     if problem:
         st.warning(problem)
     else:
-        st.caption(f"Trains on {widgets.plain(ds.root)} — {widgets.plain(ds.summary())}. {memory_note(ds, config.image_size)}")
+        st.caption(t("Trains on {folder} — {summary}. {memory}", folder=widgets.plain(ds.root),
+                     summary=widgets.plain(i18n.tm(ds.summary())), memory=memory_note(ds, config.image_size)))
     # Not disabled while a job runs: the registry decides, and its JobBusy message says what to do.
-    if st.button("Start training", type="primary", key="start", disabled=bool(problem),
-                 help="One training at a time per server: this one is busy." if busy else None):
+    if st.button(t("Start training"), type="primary", key="start", disabled=bool(problem),
+                 help=t("One training at a time per server: this one is busy.") if busy else None):
         try:
             REGISTRY.start(config)
         except JobBusy as e:
-            st.error(str(e))
+            st.error(i18n.error_text(e))
             return
         except ValueError as e:
-            st.error(f"These settings cannot be used: {e}")
+            st.error(t("These settings cannot be used: {why}", why=i18n.error_text(e)))
             return
         st.rerun()
 
@@ -196,7 +221,7 @@ def job_area() -> None:
     job = REGISTRY.latest()
     st.divider()
     if job is None:
-        st.caption("No training has run since the server started. Completed runs are on the Evaluate page.")
+        st.caption(t("No training has run since the server started. Completed runs are on the Evaluate page."))
     elif job.active:
         live_job()
     else:
@@ -216,34 +241,43 @@ def job_report(job) -> None:
     stop_button(job)
     snap = job.snapshot()
     c = snap["config"]
-    st.subheader(f"Run {widgets.run_name(snap['run_dir'])}")
-    st.caption(f"{c['strategy']} · {c['base']} · {c['image_size']} px · started "
-               f"{time.strftime('%H:%M:%S', time.localtime(snap['started']))} · dataset {c['data']}")
-    icon = widgets.STATE_ICONS.get(snap["state"], "")
-    st.markdown(f"{icon} **{snap['state']}**" + (f" · phase **{snap['phase']}**" if snap["phase"] else ""),
-                help="Phases: scan, decode, features (train / validation), head, fine-tune, train (scratch), "
-                     "evaluate.")
+    st.subheader(t("Run {name}", name=widgets.run_name(snap["run_dir"])))
+    st.caption(t("{strategy} · {base} · {size} px · started {time} · dataset {folder}", strategy=c["strategy"],
+                 base=c["base"], size=fmt_int(c["image_size"]),
+                 time=time.strftime("%H:%M:%S", time.localtime(snap["started"])), folder=widgets.plain(c["data"])))
+    st.markdown(headline(snap), help=t("Phases: scan, decode, features (train / validation), head, fine-tune, "
+                                       "train (scratch), evaluate."))
     if job.active:
-        st.progress(snap["phase_progress"], text=f"{snap['phase_progress']:.0%} of this phase · "
-                                                 f"about {widgets.format_seconds(snap['eta_seconds'])} left")
+        st.progress(snap["phase_progress"], text=t("{percent} of this phase · about {time} left",
+                                                   percent=i18n.fmt_pct(snap["phase_progress"], 0),
+                                                   time=widgets.format_seconds(snap["eta_seconds"])))
     if snap["error"]:
-        st.error(snap["error"])
+        st.error(i18n.tm(snap["error"]))
     curves(snap)
     result(snap)
     log(snap)
 
 
+def headline(snap: dict) -> str:
+    """':material/directions_run: **running** · phase **head**' in the reader's language."""
+    icon, state_word = widgets.STATE_ICONS.get(snap["state"], ""), t(snap["state"])
+    if snap["phase"]:
+        return t("{icon} **{state}** · phase **{phase}**", icon=icon, state=state_word, phase=t(snap["phase"]))
+    return f"{icon} **{state_word}**"
+
+
 def stop_button(job) -> None:
     """Stop: the job finishes the current batch, keeps the best model so far and evaluates it."""
-    if job.active and st.button("Stop", key="stop", icon=":material/stop:", disabled=job.stop_requested):
+    if job.active and st.button(t("Stop"), key="stop", icon=":material/stop:", disabled=job.stop_requested):
         job.request_stop()
 
 
 def curves(snap: dict) -> None:
     """Loss and accuracy: train per batch, validation per epoch."""
     st.plotly_chart(charts.job_curves(snap["batches"], snap["epochs"]), key="job_curves")
-    st.caption(f"{widgets.plural(len(snap['batches']), 'batch', 'batches')} · {widgets.plural(len(snap['epochs']), 'epoch')} "
-               "recorded")
+    st.caption(t("{batches} · {epochs} recorded",
+                 batches=nt("{n} batch", "{n} batches", len(snap["batches"])),
+                 epochs=nt("{n} epoch", "{n} epochs", len(snap["epochs"]))))
 
 
 def result(snap: dict) -> None:
@@ -252,23 +286,30 @@ def result(snap: dict) -> None:
     if not r:
         return
     cols = st.columns(4)
-    cols[0].metric("Best validation accuracy", _pct(r.get("val_accuracy")))
-    cols[1].metric(f"Accuracy on {r.get('evaluated_on', 'test')}", _pct(r.get("test_accuracy")))
-    cols[2].metric("Epochs", r.get("epochs_run"))
-    cols[3].metric("Time", widgets.format_seconds(r.get("seconds")))
-    st.page_link("app_pages/evaluate.py", label="Look at the errors on the Evaluate page", icon=":material/analytics:")
+    cols[0].metric(t("Best validation accuracy"), _pct(r.get("val_accuracy")))
+    cols[1].metric(t("Accuracy on {split}", split=t(r.get("evaluated_on") or "test")), _pct(r.get("test_accuracy")))
+    cols[2].metric(t("Epochs"), r.get("epochs_run"))
+    cols[3].metric(t("Time"), widgets.format_seconds(r.get("seconds")))
+    st.page_link(page="app_pages/evaluate.py", label=t("Look at the errors on the Evaluate page"),
+                 icon=":material/analytics:")
 
 
 def _pct(value) -> str:
-    return "—" if value is None else f"{value:.1%}"
+    return "—" if value is None else i18n.fmt_pct(value, 1)
+
+
+def log_line(line) -> str:
+    """One line of the job's log in the reader's language (a core.jobs.LogLine, or its English text)."""
+    message = getattr(line, "message", None)
+    return str(line) if message is None else f"[{line.time}] {i18n.tm(message)}"
 
 
 def log(snap: dict) -> None:
     """The last lines of the job's log; all of it folded below."""
-    lines = snap["logs"]
-    st.code("\n".join(lines[-LOG_LINES:]) or "(no log yet)", language=None)
+    lines = [log_line(line) for line in snap["logs"]]
+    st.code("\n".join(lines[-LOG_LINES:]) or t("(no log yet)"), language=None)
     if len(lines) > LOG_LINES:
-        with st.expander(f"Full log ({len(lines)} lines)"):
+        with st.expander(t("Full log ({n} lines)", n=fmt_int(len(lines)))):
             st.code("\n".join(lines), language=None)
 
 

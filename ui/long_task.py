@@ -1,7 +1,7 @@
 """A long computation run in the page's script: a start button, a Cancel button that is enabled
 only while it runs, a progress bar, a place for its results, and its state kept in the session.
 
-    task = LongTask("vis_acc", "Measure", subject={"run": run_id})
+    task = LongTask("vis_acc", t("Measure"), subject={"run": run_id})
     if task.started:
         ...  # compute, calling task.progress(fraction, text), keeping results in task.work
         task.done()
@@ -19,10 +19,13 @@ import time
 
 import streamlit as st
 
+from ui.i18n import t
+
 
 class LongTask:
     """The widgets and the state of the long computation named `key`, about `subject` (e.g. the
-    run and the class it is computed for: the stored work is shown only for the same subject)."""
+    run and the class it is computed for: the stored work is shown only for the same subject).
+    `label` (the start button's) and the progress texts are shown as given: pass them through t()."""
 
     def __init__(self, key: str, label: str, subject: dict):
         self.key, self.subject = key, subject
@@ -30,7 +33,7 @@ class LongTask:
         left, right, _ = st.columns([2, 1, 3])
         self.started = left.button(label, key=f"{key}_start", type="primary", width="stretch")
         self._cancel_slot = right.empty()
-        self._cancel_slot.button("Cancel", key=f"{key}_cancel", disabled=not self.started, on_click=_cancel,
+        self._cancel_slot.button(t("Cancel"), key=f"{key}_cancel", disabled=not self.started, on_click=_cancel,
                                  args=(key,), width="stretch")
         self.bar, self.view = st.empty(), st.empty()
         self._throttle = Throttle()
@@ -57,7 +60,7 @@ class LongTask:
         work = st.session_state[_state_key(self.key)]
         work.update(status="done", seconds=time.time() - work["started"])
         self.bar.empty()
-        self._cancel_slot.button("Cancel", key=f"{self.key}_cancel_idle", disabled=True, width="stretch")
+        self._cancel_slot.button(t("Cancel"), key=f"{self.key}_cancel_idle", disabled=True, width="stretch")
 
 
 def _state_key(key: str) -> str:
