@@ -18,18 +18,21 @@ import streamlit as st
 
 from core import data, devices
 from core.runs import list_runs
-from core.jobs import REGISTRY
+from core.jobs import REGISTRY, STRATEGY_LABELS
 from ui import cache, i18n, runtime, state, widgets
+from ui.i18n import fmt_int, nt, t
 
-PAGES = [
-    st.Page("app_pages/dataset.py", title="Dataset", icon=":material/folder_open:", default=True),
-    st.Page("app_pages/augment.py", title="Augment", icon=":material/auto_awesome:"),
-    st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
-    st.Page("app_pages/evaluate.py", title="Evaluate", icon=":material/analytics:"),
-    st.Page("app_pages/predict.py", title="Predict", icon=":material/batch_prediction:"),
-    st.Page("app_pages/inspect.py", title="Inspect", icon=":material/center_focus_strong:"),
-    st.Page("app_pages/visualize.py", title="Visualize", icon=":material/palette:"),
-]
+def pages() -> list:
+    """The navigation, its titles in the session's language (so it is made on every run)."""
+    return [
+        st.Page(page="app_pages/dataset.py", title=t("Dataset"), icon=":material/folder_open:", default=True),
+        st.Page(page="app_pages/augment.py", title=t("Augment"), icon=":material/auto_awesome:"),
+        st.Page(page="app_pages/train.py", title=t("Train"), icon=":material/model_training:"),
+        st.Page(page="app_pages/evaluate.py", title=t("Evaluate"), icon=":material/analytics:"),
+        st.Page(page="app_pages/predict.py", title=t("Predict"), icon=":material/batch_prediction:"),
+        st.Page(page="app_pages/inspect.py", title=t("Inspect"), icon=":material/center_focus_strong:"),
+        st.Page(page="app_pages/visualize.py", title=t("Visualize"), icon=":material/palette:"),
+    ]
 
 
 def main() -> None:
@@ -37,7 +40,7 @@ def main() -> None:
     runtime.keep_keras_state()  # a training thread runs in this process (see ui/runtime.py)
     st.set_page_config(page_title="Transfer Lab", page_icon=":material/layers:", layout="wide")
     i18n.keep_in_url()  # ?lang=ja: a refresh or a shared link opens in the same language
-    page = st.navigation(PAGES)
+    page = st.navigation(pages())
     with st.sidebar:
         i18n.language_switch()
         dataset_panel()
@@ -55,8 +58,8 @@ def run_page(page) -> None:
     except Exception:
         reference = uuid.uuid4().hex[:8]
         server_log().exception("Unexpected error on a page (reference %s)", reference)
-        st.error(f"Something went wrong on this page. The details are in the server's log under the "
-                 f"reference {reference}: please pass it on to whoever runs this server.")
+        st.error(t("Something went wrong on this page. The details are in the server's log under the "
+                   "reference {reference}: please pass it on to whoever runs this server.", reference=reference))
 
 
 def server_log() -> logging.Logger:
@@ -73,13 +76,19 @@ def server_log() -> logging.Logger:
 def dataset_panel() -> None:
     """The dataset every page works on (scanned here first, with a progress bar, on whichever page)."""
     path = state.dataset_path()
-    st.markdown("**Dataset**")
-    label = "built-in shapes sample" if state.is_sample(path) else widgets.plain(os.path.basename(path))
+    st.markdown(t("**Dataset**"))
+    label = t("built-in shapes sample") if state.is_sample(path) else widgets.plain(os.path.basename(path))
     st.markdown(f":material/folder: {label}")
     try:
-        st.caption(widgets.plain(state.current_dataset().summary()))
+        ds = state.current_dataset()
     except data.DatasetError as e:
-        st.caption(f":red[cannot be used: {widgets.plain(e)}]")
+        st.caption(t(":red[cannot be used: {reason}]", reason=widgets.plain(i18n.error_text(e))))
+        return
+    st.caption(nt("{n} class ({names})", "{n} classes ({names})", len(ds.classes),
+                  names=widgets.comma_list(widgets.plain(c) for c in ds.classes)))
+    images = {split: len(ds.splits.get(split, [])) for split in data.SPLITS}
+    st.caption(t("train {train}, validation {validation}, test {test}; {skipped} skipped",
+                 **{split: fmt_int(n) for split, n in images.items()}, skipped=fmt_int(len(ds.skipped))))
 
 
 def job_panel() -> None:
@@ -101,29 +110,38 @@ def live_job_status() -> None:
 
 def job_status() -> None:
     """The current job's state and phase, or the last run on disk when none ran in this server."""
-    st.markdown("**Training**")
+    st.markdown(t("**Training**"))
     job = REGISTRY.latest()
     if job is not None:
         snap = job.snapshot()
         st.markdown(widgets.job_headline(snap))
-        st.caption(f"{snap['config']['strategy']} · {snap['config']['base']} · run "
-                   f"{widgets.run_name(snap['run_dir'])}")
+        st.caption(job_caption(snap))
         if snap["state"] in ("running", "stopping"):
             st.progress(snap["phase_progress"])
         return
     runs = list_runs(state.runs_dir(), REGISTRY.active_run_dirs())
     if runs:
         last = runs[0]
-        st.markdown(f"Last run: {widgets.STATE_ICONS.get(last.state, '')} {last.state}")
-        st.caption(f"{last.id}: {last.damaged}" if last.damaged else last.id)
+        st.markdown(t("Last run: {state}", state=widgets.state_label(last.state)))
+        st.caption(f"{last.id}: {i18n.tm(last.damaged)}" if last.damaged else last.id)
     else:
-        st.caption("No run yet: start one on the Train page.")
+        st.caption(t("No run yet: start one on the Train page."))
+
+
+def job_caption(snap: dict) -> str:
+    """'Fine-tuning · MobileNetV2 · run 20240101-…': the strategy, the base (none from scratch), the run."""
+    strategy, base = snap["config"]["strategy"], snap["config"]["base"]
+    run = widgets.run_name(snap["run_dir"])
+    shown = t(STRATEGY_LABELS.get(strategy, strategy))
+    if strategy == "scratch":
+        return t("{strategy} · run {run}", strategy=shown, run=run)
+    return t("{strategy} · {base} · run {run}", strategy=shown, base=base, run=run)
 
 
 def device_panel() -> None:
     """Where training runs (GPU when TensorFlow sees one; several GPUs train with MirroredStrategy)."""
-    st.markdown("**Device**")
-    st.caption(f"Training runs on: {cache.training_device()}")
+    st.markdown(t("**Device**"))
+    st.caption(t("Training runs on: {device}", device=i18n.tm(cache.training_device())))
 
 
 main()

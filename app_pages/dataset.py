@@ -7,13 +7,16 @@ import pandas as pd
 import streamlit as st
 
 from core import data
-from ui import cache, charts, folders, state, widgets
+from ui import cache, charts, folders, i18n, state, widgets
+from ui.i18n import N_, fmt_int, t
 
 GALLERY_PER_CLASS = 6
+EXAMPLE_PATH = "/data/cats_and_dogs"  # a path, shown as it is in every language
+SPLIT_IMAGES = {"train": N_("Train images"), "validation": N_("Validation images"), "test": N_("Test images")}
 
 
 def main() -> None:
-    widgets.page_intro("Dataset", (
+    widgets.page_intro(t("Dataset"), t(
         "Everything starts with a folder of images, one subfolder per class. Here you choose it and "
         "check it before any training: how many images each class has in each split, how big they "
         "are, and every file that cannot be used, with the reason. Small or unbalanced classes and "
@@ -22,7 +25,7 @@ def main() -> None:
     try:
         ds = state.current_dataset()
     except data.DatasetError as e:
-        st.error(widgets.plain(e))
+        st.error(widgets.plain(i18n.error_text(e)))
         return
     split_settings(ds)
     overview(ds)
@@ -34,12 +37,12 @@ def main() -> None:
 def folder_chooser() -> None:
     """Four ways to pick the dataset: the sample, a typed path, browsing, recent folders."""
     path = state.dataset_path()
-    name = "the built-in shapes sample" if state.is_sample(path) else widgets.plain(path)
+    name = t("the built-in shapes sample") if state.is_sample(path) else widgets.plain(path)
     info, rescan = st.columns([5, 1])
-    info.markdown(f"Current dataset: {name}")
-    if rescan.button("Scan again", key="rescan", help="Read the folder again (after adding or removing files)."):
+    info.markdown(t("Current dataset: {name}", name=name))
+    if rescan.button(t("Scan again"), key="rescan", help=t("Read the folder again (after adding or removing files).")):
         cache.scan_dataset.clear()
-    sample_tab, path_tab, browse_tab, recent_tab = st.tabs(["Sample", "Type a path", "Browse", "Recent"])
+    sample_tab, path_tab, browse_tab, recent_tab = st.tabs([t("Sample"), t("Type a path"), t("Browse"), t("Recent")])
     with sample_tab:
         sample_choice()
     with path_tab:
@@ -55,10 +58,10 @@ def open_folder(path: str) -> None:
     try:
         real = folders.allowed_folder(path)
     except folders.FolderNotAllowed as e:
-        st.error(widgets.plain(e))
+        st.error(widgets.plain(i18n.error_text(e)))
         return
     if not os.path.isdir(real):
-        st.error(f"Folder not found: {widgets.plain(real)}")
+        st.error(t("Folder not found: {folder}", folder=widgets.plain(real)))
         return
     state.choose_dataset(real)
     folders.remember_folder(real, state.runs_dir())
@@ -67,18 +70,17 @@ def open_folder(path: str) -> None:
 
 def sample_choice() -> None:
     """The generated shapes sample: three classes drawn by our own code, no download needed."""
-    st.caption("Circles, squares and triangles on noisy backgrounds: 80 images per class, "
-               "generated offline. A quick way to try every page.")
-    if st.button("Use the sample", key="use_sample"):
+    st.caption(t("Circles, squares and triangles on noisy backgrounds: 80 images per class, "
+                 "generated offline. A quick way to try every page."))
+    if st.button(t("Use the sample"), key="use_sample"):
         open_folder(cache.sample_folder())
 
 
 def typed_path() -> None:
     """A folder typed by the user, checked against the allowed data roots."""
-    typed = st.text_input("Folder on this server", key="typed_path",
-                          placeholder="/data/cats_and_dogs", help="It must lie under: "
-                          + ", ".join(folders.data_roots()))
-    if st.button("Open", key="open_typed"):
+    typed = st.text_input(t("Folder on this server"), key="typed_path", placeholder=EXAMPLE_PATH,
+                          help=t("It must lie under: {roots}", roots=", ".join(folders.data_roots())))
+    if st.button(t("Open"), key="open_typed"):
         open_folder(typed)
 
 
@@ -88,28 +90,28 @@ def folder_browser() -> None:
     here = st.session_state.get("browse_dir")
     if not here or not any(folders.is_inside(here, r) for r in roots):
         here = roots[0]
-    root = st.selectbox("Data root", roots, index=next(i for i, r in enumerate(roots) if folders.is_inside(here, r)),
+    root = st.selectbox(t("Data root"), roots, index=next(i for i, r in enumerate(roots) if folders.is_inside(here, r)),
                         format_func=data.display_name)
     if not folders.is_inside(here, root):
         here = root
     st.session_state["browse_dir"] = here
     st.code(data.display_name(here), language=None)
     subs = folders.subfolders(here)
-    child = st.selectbox("Subfolders", subs, index=None, placeholder="(no subfolder)" if not subs else "choose one",
-                         key="browse_child", format_func=data.display_name)
+    child = st.selectbox(t("Subfolders"), subs, index=None, key="browse_child", format_func=data.display_name,
+                         placeholder=t("(no subfolder)") if not subs else t("choose one"))
     up, down, use = st.columns(3)
     parent = folders.parent_within_roots(here, roots)
-    if up.button("⬆ Up", disabled=parent is None, key="browse_up", width="stretch"):
+    if up.button(t("⬆ Up"), disabled=parent is None, key="browse_up", width="stretch"):
         st.session_state["browse_dir"] = parent
         st.rerun()
-    if down.button("⬇ Go into", disabled=child is None, key="browse_down", width="stretch"):
+    if down.button(t("⬇ Go into"), disabled=child is None, key="browse_down", width="stretch"):
         try:  # a subfolder may be a link to a folder outside the roots: never list what is there
             st.session_state["browse_dir"] = folders.allowed_folder(os.path.join(here, child), roots)
         except folders.FolderNotAllowed as e:
-            st.error(widgets.plain(e))
+            st.error(widgets.plain(i18n.error_text(e)))
         else:
             st.rerun()
-    if use.button("Use this folder", key="browse_use", type="primary", width="stretch"):
+    if use.button(t("Use this folder"), key="browse_use", type="primary", width="stretch"):
         open_folder(os.path.join(here, child) if child else here)
 
 
@@ -117,68 +119,72 @@ def recent_choice() -> None:
     """Folders opened before (kept in the runs folder, so they survive a restart)."""
     recent = folders.recent_folders(state.runs_dir())
     if not recent:
-        st.caption("No folder opened yet.")
+        st.caption(t("No folder opened yet."))
         return
-    chosen = st.selectbox("Recent folders", recent, key="recent_choice", format_func=data.display_name)
-    if st.button("Open", key="open_recent"):
+    chosen = st.selectbox(t("Recent folders"), recent, key="recent_choice", format_func=data.display_name)
+    if st.button(t("Open"), key="open_recent"):
         open_folder(chosen)
 
 
 def split_settings(ds: data.Dataset) -> None:
     """Validation/test fractions and seed, for a folder of class folders (no split of its own)."""
     if ds.layout != "flat":
-        st.caption("This folder has its own train / validation / test folders: they are used as they are.")
+        st.caption(t("This folder has its own train / validation / test folders: they are used as they are."))
         return
-    with st.expander("Split (this folder has class folders only, so we split it)", expanded=False):
+    with st.expander(t("Split (this folder has class folders only, so we split it)"), expanded=False):
         val, test, seed = st.columns(3)
         with val:
-            st.slider("Validation fraction", 0.05, 0.5, step=0.05, key=state.VAL_FRACTION,
+            st.slider(t("Validation fraction"), 0.05, 0.5, step=0.05, key=state.VAL_FRACTION,
                       value=state.DEFAULTS[state.VAL_FRACTION], persist_state="session")
         with test:
-            st.slider("Test fraction", 0.0, 0.5, step=0.05, key=state.TEST_FRACTION,
+            st.slider(t("Test fraction"), 0.0, 0.5, step=0.05, key=state.TEST_FRACTION,
                       value=state.DEFAULTS[state.TEST_FRACTION], persist_state="session")
         with seed:
-            widgets.seed_input("The split is stratified (same share of every class) and drawn from this "
-                               "seed; training uses the same seed.")
+            widgets.seed_input(t("The split is stratified (same share of every class) and drawn from this "
+                                 "seed; training uses the same seed."))
 
 
 def overview(ds: data.Dataset) -> None:
     """Headline numbers: classes, images per split, files skipped."""
     counts = {split: sum(per_class.values()) for split, per_class in ds.counts().items()}
     cols = st.columns(5)
-    cols[0].metric("Classes", len(ds.classes))
+    cols[0].metric(t("Classes"), fmt_int(len(ds.classes)))
     for col, split in zip(cols[1:4], data.SPLITS):
-        col.metric(f"{split.capitalize()} images", counts.get(split, 0))
-    cols[4].metric("Skipped files", len(ds.skipped))
-    st.caption("Classes: " + ", ".join(widgets.plain(c) for c in ds.classes))
+        col.metric(t(SPLIT_IMAGES[split]), fmt_int(counts.get(split, 0)))
+    cols[4].metric(t("Skipped files"), fmt_int(len(ds.skipped)))
+    st.caption(t("Classes: {names}", names=widgets.comma_list(widgets.plain(c) for c in ds.classes)))
     for warning in ds.warnings:
-        st.warning(widgets.plain(warning))
+        st.warning(widgets.plain(i18n.tm(warning)))
 
 
 def counts_and_sizes(ds: data.Dataset) -> None:
     """Images per class and split; the sizes of the original files."""
     left, right = st.columns(2)
     with left:
-        st.subheader("Images per class and split")
+        st.subheader(t("Images per class and split"))
         st.plotly_chart(charts.split_counts(ds.counts()), key="counts_chart")
     with right:
-        st.subheader("Image sizes")
+        st.subheader(t("Image sizes"))
         st.plotly_chart(charts.image_sizes(ds.sizes), key="sizes_chart")
-        st.caption(size_summary(list(ds.sizes.values())) + " Training resizes every image to a square.")
+        st.caption(size_summary(list(ds.sizes.values())))
 
 
 def size_summary(sizes: list[tuple[int, int]]) -> str:
+    """The sizes of the original files, and what training does with them."""
     if not sizes:
-        return ""
+        return t("Training resizes every image to a square.")
     if len(set(sizes)) == 1:
-        return f"Every image is {sizes[0][0]}×{sizes[0][1]} px."
+        return t("Every image is {width}×{height} px. Training resizes every image to a square.",
+                 width=fmt_int(sizes[0][0]), height=fmt_int(sizes[0][1]))
     widths, heights = [w for w, _ in sizes], [h for _, h in sizes]
-    return f"Widths {min(widths)}–{max(widths)} px, heights {min(heights)}–{max(heights)} px."
+    return t("Widths {min_width}–{max_width} px, heights {min_height}–{max_height} px. Training resizes every "
+             "image to a square.", min_width=fmt_int(min(widths)), max_width=fmt_int(max(widths)),
+             min_height=fmt_int(min(heights)), max_height=fmt_int(max(heights)))
 
 
 def gallery(ds: data.Dataset) -> None:
     """A few training images of every class, as the model will see them (square)."""
-    st.subheader("Samples per class")
+    st.subheader(t("Samples per class"))
     train = ds.splits.get("train", [])
     for label, name in enumerate(ds.classes):
         paths = [p for p, lab in train if lab == label][:GALLERY_PER_CLASS]
@@ -189,12 +195,12 @@ def gallery(ds: data.Dataset) -> None:
 
 def skipped_report(ds: data.Dataset) -> None:
     """Every file that was left out, and why (nothing in the folder is changed)."""
-    st.subheader(f"Skipped files ({len(ds.skipped)})")
+    st.subheader(t("Skipped files ({n})", n=fmt_int(len(ds.skipped))))
     if not ds.skipped:
-        st.caption("Every file in the folder is a usable image.")
+        st.caption(t("Every file in the folder is a usable image."))
         return
-    rows = [{"file": data.display_name(os.path.relpath(s.path, ds.root)), "reason": data.display_name(s.reason)}
-            for s in ds.skipped]
+    rows = [{t("file"): data.display_name(os.path.relpath(s.path, ds.root)),
+             t("reason"): data.display_name(i18n.tm(s.reason))} for s in ds.skipped]
     st.dataframe(pd.DataFrame(rows), hide_index=True, key="skipped_table")
 
 

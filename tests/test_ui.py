@@ -7,7 +7,7 @@ import pytest
 
 from core.augment import AugmentConfig
 from core.runs import Run
-from ui import charts, folders, results, widgets
+from ui import cache, charts, folders, i18n, results, widgets
 
 
 @pytest.fixture
@@ -46,6 +46,24 @@ def test_paths_outside_the_roots_are_refused_even_through_links(roots):
     (inside.parent / "data2").mkdir()
     with pytest.raises(folders.FolderNotAllowed):
         folders.allowed_folder(str(inside.parent / "data2"))
+
+
+def test_a_refused_folder_is_a_sentence_the_catalog_can_translate(roots):
+    """Issue 13: the refusal is one catalog sentence with the folder and the roots as placeholders."""
+    _, outside = roots
+    with pytest.raises(folders.FolderNotAllowed) as refused:
+        folders.allowed_folder(str(outside))
+    assert refused.value.message.msgid.startswith("{folder} is outside the folders this server may read")
+    assert refused.value.message.params["folder"] == str(outside)
+    assert i18n.error_text(refused.value) == str(refused.value)  # English: the sentence as it was
+
+
+def test_spinners_of_cached_loaders_speak_the_session_language(monkeypatch):
+    """Issue 13: a cache decorator's spinner text is fixed at import; it is translated when shown."""
+    from streamlit.string_util import clean_text  # what st.spinner does with its text
+
+    monkeypatch.setattr(i18n, "language", lambda: "ja")
+    assert clean_text(cache.Translated(i18n.N_("Augment"))) == "データ拡張"
 
 
 def test_browsing_never_climbs_above_a_root(roots):

@@ -12,30 +12,40 @@ import numpy as np
 import streamlit as st
 
 from core import data, sample
+from ui.i18n import N_, fmt_int, t
 
 
-@st.cache_resource(show_spinner="Generating the sample dataset…")
+class Translated(str):
+    """A spinner text for a cache decorator: the decorator's argument is fixed when the module is
+    imported, the language is the session's; Streamlit reads str() of it when it shows the spinner
+    (in the session's script thread), and gets the sentence in that session's language."""
+
+    def __str__(self) -> str:
+        return t(str.__str__(self))
+
+
+@st.cache_resource(show_spinner=Translated(N_("Generating the sample dataset…")))
 def sample_folder() -> str:
     """The built-in shapes sample (generated once, offline)."""
     return sample.ensure_shapes()
 
 
-@st.cache_resource(show_spinner="Starting TensorFlow…")
+@st.cache_resource(show_spinner=Translated(N_("Starting TensorFlow…")))
 def training_device() -> str:
     from core.devices import start_tensorflow
 
     return start_tensorflow()
 
 
-@st.cache_data(show_spinner="Checking every image in the folder…", max_entries=16)
+@st.cache_data(show_spinner=Translated(N_("Checking every image in the folder…")), max_entries=16)
 def scan_dataset(path: str, val_fraction: float, test_fraction: float, seed: int) -> data.Dataset:
     """core.data.scan within the data roots, keyed on the folder, the split fractions and the seed,
     with a progress bar while the files are checked (a 50,000-file folder takes a while)."""
     bar = st.empty()  # made here, not passed in: a cached function replays the elements it makes
     try:
         return data.scan(path, val_fraction, test_fraction, seed, within=data.data_roots(),
-                         progress=lambda done, total: bar.progress(done / total, text=f"Checking images: "
-                                                                    f"{done:,} of {total:,}"))
+                         progress=lambda done, total: bar.progress(done / total, text=t(
+                             "Checking images: {done} of {total}", done=fmt_int(done), total=fmt_int(total))))
     finally:
         bar.empty()
 
@@ -61,7 +71,7 @@ def augment_preview(image: np.ndarray, config: dict, n: int, seed: int) -> list[
     return preview(image, AugmentConfig.from_dict(config), n, seed)
 
 
-@st.cache_resource(show_spinner="Building the base to list its layers…", max_entries=4)
+@st.cache_resource(show_spinner=Translated(N_("Building the base to list its layers…")), max_entries=4)
 def _layer_model(base: str, num_classes: int):
     from core.backbones import BACKBONES
     from core.models import build_transfer

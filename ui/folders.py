@@ -8,6 +8,7 @@ import os
 
 from core import data
 from core.files import read_json, write_json
+from core.messages import N_, Explained
 from core.runs import default_runs_dir
 
 RECENT_FILE = "recent_datasets.json"  # kept in the runs folder: the one place the app writes
@@ -18,8 +19,9 @@ data_roots = data.data_roots
 is_inside = data.is_inside
 
 
-class FolderNotAllowed(ValueError):
-    """A path outside the data roots the server was started with."""
+class FolderNotAllowed(Explained, ValueError):
+    """A path outside the data roots the server was started with (its message is translatable:
+    the Dataset page shows it with i18n.error_text)."""
 
 
 def allowed_folder(path: str, roots: list[str] | None = None) -> str:
@@ -29,17 +31,17 @@ def allowed_folder(path: str, roots: list[str] | None = None) -> str:
     """
     roots = data_roots() if roots is None else roots
     if not str(path).strip():
-        raise FolderNotAllowed("Type the path of a folder on this server.")
+        raise FolderNotAllowed(N_("Type the path of a folder on this server."))
     try:
         real = data.real_path_within(str(path).strip(), roots)
     except (ValueError, OSError) as e:  # e.g. an embedded NUL byte, which no file name can hold
-        raise FolderNotAllowed(f"This is not a valid path on this server ({e}).") from None
+        raise FolderNotAllowed(N_("This is not a valid path on this server ({why})."), why=str(e)) from None
     if real is None:
         shown = data.display_name(os.path.realpath(os.path.expanduser(str(path).strip())))
         raise FolderNotAllowed(
-            f"{shown} is outside the folders this server may read ({', '.join(roots)}). "
-            "Choose a folder inside one of them, or restart the app with TRANSFERLAB_DATA_ROOTS "
-            "set to include it.")
+            N_("{folder} is outside the folders this server may read ({roots}). Choose a folder inside "
+               "one of them, or restart the app with TRANSFERLAB_DATA_ROOTS set to include it."),
+            folder=shown, roots=", ".join(roots))
     return real
 
 

@@ -8,6 +8,7 @@ import streamlit as st
 
 from core.data import display_name
 from ui import state
+from ui.i18n import N_, fmt_int, fmt_num, fmt_pct, t
 
 # The characters that start Markdown anywhere in a line (CommonMark, GitHub's tables, strikethrough
 # and autolinks "http://", Streamlit's :directives[], :material/icons: and :emoji:, $math$, HTML;
@@ -23,6 +24,16 @@ STATE_ICONS = {"queued": ":material/hourglass_top:", "running": ":material/direc
                "stopping": ":material/pan_tool:", "finished": ":material/check_circle:",
                "stopped": ":material/stop_circle:", "failed": ":material/error:",
                "interrupted": ":material/warning:", "damaged": ":material/broken_image:"}
+# The words for them, translated where shown (state_label).
+STATE_WORDS = {"queued": N_("queued"), "running": N_("running"), "stopping": N_("stopping"),
+               "finished": N_("finished"), "stopped": N_("stopped"), "failed": N_("failed"),
+               "interrupted": N_("interrupted"), "damaged": N_("damaged")}
+# The phases a job reports (core.training, core.features), shown translated with t(phase).
+PHASES = (N_("scan"), N_("decode"), N_("train"), N_("features (train)"), N_("features (validation)"),
+          N_("head"), N_("fine-tune"), N_("evaluate"))
+# One word per augmentation setting with a single value (describe_augment).
+_AUGMENT_PARTS = {"shear": N_("shear {value}"), "zoom": N_("zoom {value}"), "brightness": N_("brightness {value}"),
+                  "contrast": N_("contrast {value}"), "hue": N_("hue {value}")}
 
 
 def plain(text) -> str:
@@ -36,14 +47,15 @@ def plain(text) -> str:
 
 
 def page_intro(title: str, text: str) -> None:
-    """The page title and two or three sentences on what the user sees and why it matters."""
+    """The page title and two or three sentences on what the user sees and why it matters (both
+    already translated: page_intro(t("Dataset"), t("Everything starts..."))."""
     st.title(title)
     st.markdown(text)
 
 
 def seed_input(help_text: str) -> int:
     """The one seed of the session: it picks the split of a flat folder and seeds training."""
-    return st.number_input("Seed", min_value=0, max_value=2 ** 31 - 1, step=1, key=state.SEED,
+    return st.number_input(t("Seed"), min_value=0, max_value=2 ** 31 - 1, step=1, key=state.SEED,
                            value=state.DEFAULTS[state.SEED], help=help_text, persist_state="session")
 
 
@@ -55,51 +67,67 @@ def image_grid(images: list, captions: list[str] | None = None, columns: int = 6
         for col, image, caption in zip(cols, images[start:start + columns], captions[start:start + columns]):
             with col:
                 if image is None:
-                    st.caption(f"(cannot be read) {plain(caption or '')}")
+                    st.caption(t("(cannot be read) {name}", name=plain(caption or "")))
                 else:
                     st.image(image, caption=plain(caption) if caption else None, width="stretch")
 
 
 def plural(n: int, word: str, words: str | None = None) -> str:
-    """'1 epoch', '2 epochs'; plural(3, 'batch', 'batches')."""
+    """'1 epoch', '2 epochs'; plural(3, 'batch', 'batches'). English only: a count in a sentence
+    goes through i18n.nt(); this stays until no page calls it."""
     return f"{n} {word}" if n == 1 else f"{n} {words or word + 's'}"
 
 
 def format_seconds(seconds: float | None) -> str:
+    """'1 min 15 s', '9 s'; '—' when unknown."""
     if seconds is None:
         return "—"
     seconds = int(round(seconds))
-    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
+    if seconds < 60:
+        return t("{seconds} s", seconds=seconds)
+    minutes, seconds = divmod(seconds, 60)
+    return t("{minutes} min {seconds} s", minutes=fmt_int(minutes), seconds=str(seconds).zfill(2))
+
+
+def comma_list(items) -> str:
+    """Items one after the other as the language lists them: 'a, b, c' / 'a、b、c'."""
+    return t(", ").join(items)
+
+
+def state_label(state: str) -> str:
+    """A job's or run's state with its icon, in the session's language: ':material/check_circle: finished'."""
+    word = t(STATE_WORDS.get(state, state))
+    return f"{STATE_ICONS.get(state, '')} {word}"
 
 
 def job_headline(snap: dict) -> str:
     """'🏃 running · head · 45% · about 12 s left' for a job snapshot."""
-    parts = [f"{STATE_ICONS.get(snap['state'], '')} {snap['state']}"]
+    parts = [state_label(snap["state"])]
     if snap["state"] in ("running", "stopping") and snap["phase"]:
-        parts.append(snap["phase"])
-        parts.append(f"{snap['phase_progress']:.0%}")
+        parts.append(t(snap["phase"]))
+        parts.append(fmt_pct(snap["phase_progress"], 0))
         if snap["eta_seconds"] is not None:
-            parts.append(f"about {format_seconds(snap['eta_seconds'])} left")
+            parts.append(t("about {time} left", time=format_seconds(snap["eta_seconds"])))
     return " · ".join(parts)
 
 
 def run_name(run_dir: str | None) -> str:
-    return os.path.basename(os.path.normpath(run_dir)) if run_dir else "(run folder not created yet)"
+    return os.path.basename(os.path.normpath(run_dir)) if run_dir else t("(run folder not created yet)")
 
 
 def describe_augment(config) -> str:
-    """A one-line summary of an AugmentConfig, e.g. 'rotation ±40°, shift 0.2/0.2, h-flip'."""
+    """A one-line summary of an AugmentConfig, e.g. 'rotation ±40°, shift 0.2/0.2, horizontal flip'."""
     c = config
     parts = []
     if c.rotation:
-        parts.append(f"rotation ±{c.rotation:g}°")
+        parts.append(t("rotation ±{degrees}°", degrees=fmt_num(c.rotation)))
     if c.width_shift or c.height_shift:
-        parts.append(f"shift {c.width_shift:g}/{c.height_shift:g}")
-    for name in ("shear", "zoom", "brightness", "contrast", "hue"):
+        parts.append(t("shift {width}/{height}", width=fmt_num(c.width_shift), height=fmt_num(c.height_shift)))
+    for name, words in _AUGMENT_PARTS.items():
         if getattr(c, name):
-            parts.append(f"{name} {getattr(c, name):g}")
+            parts.append(t(words, value=fmt_num(getattr(c, name))))
     if c.horizontal_flip:
-        parts.append("horizontal flip")
+        parts.append(t("horizontal flip"))
     if c.vertical_flip:
-        parts.append("vertical flip")
-    return ", ".join(parts) or "no transformation (identity)"
+        parts.append(t("vertical flip"))
+    return comma_list(parts) or t("no transformation (identity)")
