@@ -6,7 +6,7 @@ import os
 import pandas as pd
 import streamlit as st
 
-from core import data
+from core import data, images
 from ui import cache, charts, folders, state, widgets
 
 GALLERY_PER_CLASS = 6
@@ -89,14 +89,14 @@ def folder_browser() -> None:
     if not here or not any(folders.is_inside(here, r) for r in roots):
         here = roots[0]
     root = st.selectbox("Data root", roots, index=next(i for i, r in enumerate(roots) if folders.is_inside(here, r)),
-                        format_func=data.display_name)
+                        format_func=images.display_name)
     if not folders.is_inside(here, root):
         here = root
     st.session_state["browse_dir"] = here
-    st.code(data.display_name(here), language=None)
+    st.code(images.display_name(here), language=None)
     subs = folders.subfolders(here)
     child = st.selectbox("Subfolders", subs, index=None, placeholder="(no subfolder)" if not subs else "choose one",
-                         key="browse_child", format_func=data.display_name)
+                         key="browse_child", format_func=images.display_name)
     up, down, use = st.columns(3)
     parent = folders.parent_within_roots(here, roots)
     if up.button("⬆ Up", disabled=parent is None, key="browse_up", width="stretch"):
@@ -119,7 +119,7 @@ def recent_choice() -> None:
     if not recent:
         st.caption("No folder opened yet.")
         return
-    chosen = st.selectbox("Recent folders", recent, key="recent_choice", format_func=data.display_name)
+    chosen = st.selectbox("Recent folders", recent, key="recent_choice", format_func=images.display_name)
     if st.button("Open", key="open_recent"):
         open_folder(chosen)
 
@@ -193,7 +193,7 @@ def skipped_report(ds: data.Dataset) -> None:
     if not ds.skipped:
         st.caption("Every file in the folder is a usable image.")
         return
-    rows = [{"file": data.display_name(os.path.relpath(s.path, ds.root)), "reason": data.display_name(s.reason)}
+    rows = [{"file": images.display_name(os.path.relpath(s.path, ds.root)), "reason": images.display_name(s.reason)}
             for s in ds.skipped]
     st.dataframe(pd.DataFrame(rows), hide_index=True, key="skipped_table")
 

@@ -7,7 +7,7 @@ import os
 import pandas as pd
 import streamlit as st
 
-from core import data, export, predict
+from core import export, images, predict
 from core.runs import Run
 from ui import folders, inside, predictor, widgets
 
@@ -100,7 +100,7 @@ def folder_result(run: Run, result: dict) -> None:
     st.markdown(f"**{widgets.plain(result['folder'])}** — {widgets.plural(s['images'], 'file')}: {counts}"
                 + (f"; {s['errors']} could not be used" if s["errors"] else ""))
     rows_table(rows, classes, "predict_folder_table")
-    name = f"{data.display_name(os.path.basename(result['folder'])) or 'folder'}-{run.id}.csv"
+    name = f"{images.display_name(os.path.basename(result['folder'])) or 'folder'}-{run.id}.csv"
     st.download_button("Download the CSV", predict.to_csv(rows, predictor.predictor(run).columns()),
                        file_name=name, mime="text/csv", key="predict_folder_csv", icon=":material/download:")
 

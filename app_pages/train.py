@@ -6,7 +6,7 @@ import time
 import pandas as pd
 import streamlit as st
 
-from core import data
+from core import data, pipeline
 from core.backbones import BACKBONES
 from core.jobs import DEFAULT_DROPOUT, DEFAULT_EPOCHS, DEFAULT_FINE_TUNE_EPOCHS, DEFAULT_LEARNING_RATE, DEFAULTS, \
     OPTIMIZERS, REGISTRY, STRATEGIES, STRATEGY_LABELS, JobBusy, TrainConfig
@@ -153,16 +153,16 @@ def _highlight_trainable(row) -> list[str]:
 
 def memory_note(ds, size: int) -> str:
     """Where the decoded images will live: in memory within the budget, else read from the files."""
-    need = data.decoded_bytes(sum(len(items) for items in ds.splits.values()), size)
+    need = pipeline.decoded_bytes(sum(len(items) for items in ds.splits.values()), size)
     try:
-        budget = data.memory_budget()
+        budget = pipeline.memory_budget()
     except data.DatasetError as e:
         return str(e)
     if need <= budget:
         return f"Decoded at {size} px the images take {need / 1e6:,.0f} MB: kept in memory."
     return (f"Decoded at {size} px the images would take {need / 1e6:,.0f} MB, over the memory budget of "
             f"{budget / 1e6:,.0f} MB: they will be read from the files batch by batch, every epoch "
-            f"({data.BUDGET_ENV} sets the budget).")
+            f"({pipeline.BUDGET_ENV} sets the budget).")
 
 
 def start_button(config: TrainConfig, ds) -> None:

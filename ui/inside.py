@@ -15,7 +15,7 @@ import numpy as np
 import streamlit as st
 
 import core.jobs
-from core import data
+from core import images, pipeline
 from core.cam_methods import DEFAULT_CAM_METHOD
 from core.runs import Run, list_runs, model_saved_at
 from ui import results, state, widgets
@@ -24,7 +24,7 @@ RUN = "inside_run"            # the run Inspect, Visualize and Predict look at: 
 INSPECT_IMAGE = "inspect_image"  # Inspect's image picker keys (Evaluate preselects them)
 INSPECT_SOURCE = "inspect_source"
 INSPECT_MISTAKES = "inspect_mistakes"
-UPLOAD_TYPES = sorted(e.lstrip(".") for e in data.IMAGE_EXTENSIONS)
+UPLOAD_TYPES = sorted(e.lstrip(".") for e in images.IMAGE_EXTENSIONS)
 
 
 @dataclass(frozen=True)
@@ -142,7 +142,7 @@ def image_picker(run: Run, key: str) -> Picked | None:
     except (ValueError, OSError) as e:
         st.error(f"{widgets.plain(path)} cannot be read any more: {widgets.plain(e)}.")
         return None
-    return Picked(image, data.display_name(os.path.basename(path)), by_path[path]["true"])
+    return Picked(image, images.display_name(os.path.basename(path)), by_path[path]["true"])
 
 
 def _uploaded(run: Run, key: str) -> Picked | None:
@@ -152,7 +152,7 @@ def _uploaded(run: Run, key: str) -> Picked | None:
         return None
     size, resize = image_size(run)
     try:
-        return Picked(data.load_image(upload, size, resize), upload.name)
+        return Picked(images.load_image(upload, size, resize), upload.name)
     except ValueError as e:
         st.error(f"{widgets.plain(upload.name)} cannot be used: {widgets.plain(e)}.")
         return None
@@ -160,7 +160,7 @@ def _uploaded(run: Run, key: str) -> Picked | None:
 
 def record_label(record: dict, names: list[str]) -> str:
     """'cat.1503.jpg — cats ✓' or 'dog.1520.jpg — dogs, predicted cats ✗'."""
-    base = f"{data.display_name(os.path.basename(record['path']))} — {names[record['true']]}"
+    base = f"{images.display_name(os.path.basename(record['path']))} — {names[record['true']]}"
     if record["true"] == record["pred"]:
         return base + " ✓"
     return f"{base}, predicted {names[record['pred']]} ✗"
@@ -174,7 +174,7 @@ def run_image(path: str, size: int, resize: str) -> np.ndarray:
 @st.cache_data(show_spinner=False, max_entries=256)
 def _run_image(path: bytes, size: int, resize: str) -> np.ndarray:
     path = os.fsdecode(path)
-    return data.load_image(path, size, resize)
+    return images.load_image(path, size, resize)
 
 
 def _forget_if_not_in(key: str, options) -> None:
@@ -201,7 +201,7 @@ def inspect_link(run: Run, paths: list[str]) -> None:
     """Choose one of these images and open it on the Inspect page."""
     left, right = st.columns([3, 1], vertical_alignment="bottom")
     path = left.selectbox("Look inside the model for one of these images", paths, key="eval_inspect_image",
-                          format_func=lambda p: data.display_name(os.path.basename(p)))
+                          format_func=lambda p: images.display_name(os.path.basename(p)))
     if right.button("Open in Inspect", key="eval_open_inspect", icon=":material/center_focus_strong:"):
         open_in_inspect(run, path)
 
@@ -326,7 +326,7 @@ def test_sample(run: Run, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray
     order = np.random.default_rng(seed).permutation(len(records))[:n]
     items = [(records[i]["path"], records[i]["true"]) for i in sorted(order)]
     size, resize = image_size(run)
-    images, labels, _ = data.load_arrays(items, size, resize=resize)
+    images, labels, _ = pipeline.load_arrays(items, size, resize=resize)
     return images, labels
 
 

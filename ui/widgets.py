@@ -6,7 +6,7 @@ import re
 
 import streamlit as st
 
-from core.data import display_name
+from core.images import display_name
 from ui import state
 
 # The characters that start Markdown anywhere in a line (CommonMark, GitHub's tables, strikethrough
