@@ -252,6 +252,13 @@ def cam_overlay(image: np.ndarray, heat: np.ndarray, opacity: float = 0.4) -> np
     return explain.overlay(image, heat, opacity)
 
 
+def feature_grid(acts: np.ndarray, n: int, cols: int, scale: int) -> np.ndarray:
+    """core.explain.feature_grid, imported when first drawn (core.explain imports TensorFlow)."""
+    from core import explain
+
+    return explain.feature_grid(acts, n, cols=cols, scale=scale)
+
+
 @st.cache_data(show_spinner=False, max_entries=512)
 def grad_cam_thumbnail(ref, path: bytes, size: int, resize: str) -> np.ndarray | None:
     """A dataset image (os.fsencode'd path) with the Grad-CAM of its predicted class on top; None if it cannot be read."""
