@@ -5,7 +5,7 @@ import os
 
 import streamlit as st
 
-from core import data
+from core import data, images
 from core.augment import AugmentConfig
 from ui import cache, i18n, state, widgets
 from ui.i18n import N_, t
@@ -59,13 +59,13 @@ def image_picker():
     source = st.radio(t("Image"), [N_("From the dataset"), N_("Upload one")], format_func=t, horizontal=True,
                       key="aug_source", persist_state="session")
     if source == "Upload one":
-        upload = st.file_uploader(t("An image file"), type=sorted(e.lstrip(".") for e in data.IMAGE_EXTENSIONS),
+        upload = st.file_uploader(t("An image file"), type=sorted(e.lstrip(".") for e in images.IMAGE_EXTENSIONS),
                                   key="aug_upload")
         if upload is None:
             st.caption(t("Choose a file to see it augmented."))
             return None
         try:
-            return data.load_image(upload, PREVIEW_SIZE)
+            return images.load_image(upload, PREVIEW_SIZE)
         except ValueError as e:
             st.error(t("{name} cannot be used: {why}.", name=widgets.plain(upload.name), why=widgets.plain(e)))
             return None
@@ -79,7 +79,7 @@ def image_picker():
     label = left.selectbox(t("Class"), range(len(ds.classes)), format_func=lambda i: ds.classes[i],
                            key="aug_class", persist_state="session")
     paths = [p for p, lab in items if lab == label]
-    path = right.selectbox(t("File"), paths, format_func=lambda p: data.display_name(os.path.basename(p)),
+    path = right.selectbox(t("File"), paths, format_func=lambda p: images.display_name(os.path.basename(p)),
                            key="aug_file", persist_state="session")
     return cache.thumbnail(path, PREVIEW_SIZE) if path else None
 

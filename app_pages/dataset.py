@@ -6,7 +6,7 @@ import os
 import pandas as pd
 import streamlit as st
 
-from core import data
+from core import data, images
 from ui import cache, charts, folders, i18n, state, widgets
 from ui.i18n import N_, fmt_int, t
 
@@ -91,13 +91,13 @@ def folder_browser() -> None:
     if not here or not any(folders.is_inside(here, r) for r in roots):
         here = roots[0]
     root = st.selectbox(t("Data root"), roots, index=next(i for i, r in enumerate(roots) if folders.is_inside(here, r)),
-                        format_func=data.display_name)
+                        format_func=images.display_name)
     if not folders.is_inside(here, root):
         here = root
     st.session_state["browse_dir"] = here
-    st.code(data.display_name(here), language=None)
+    st.code(images.display_name(here), language=None)
     subs = folders.subfolders(here)
-    child = st.selectbox(t("Subfolders"), subs, index=None, key="browse_child", format_func=data.display_name,
+    child = st.selectbox(t("Subfolders"), subs, index=None, key="browse_child", format_func=images.display_name,
                          placeholder=t("(no subfolder)") if not subs else t("choose one"))
     up, down, use = st.columns(3)
     parent = folders.parent_within_roots(here, roots)
@@ -121,7 +121,7 @@ def recent_choice() -> None:
     if not recent:
         st.caption(t("No folder opened yet."))
         return
-    chosen = st.selectbox(t("Recent folders"), recent, key="recent_choice", format_func=data.display_name)
+    chosen = st.selectbox(t("Recent folders"), recent, key="recent_choice", format_func=images.display_name)
     if st.button(t("Open"), key="open_recent"):
         open_folder(chosen)
 
@@ -199,8 +199,8 @@ def skipped_report(ds: data.Dataset) -> None:
     if not ds.skipped:
         st.caption(t("Every file in the folder is a usable image."))
         return
-    rows = [{t("file"): data.display_name(os.path.relpath(s.path, ds.root)),
-             t("reason"): data.display_name(i18n.tm(s.reason))} for s in ds.skipped]
+    rows = [{t("file"): images.display_name(os.path.relpath(s.path, ds.root)),
+             t("reason"): images.display_name(i18n.tm(s.reason))} for s in ds.skipped]
     st.dataframe(pd.DataFrame(rows), hide_index=True, key="skipped_table")
 
 

@@ -6,7 +6,6 @@ import math
 import streamlit as st
 
 from core.cam_methods import CAM_METHODS
-from core.explain import feature_grid
 from core.runs import Run
 from ui import inside, inside_charts, widgets
 from ui.i18n import fmt_int, fmt_pct, t
@@ -72,7 +71,7 @@ def activations_panel(ref, run: Run, picked: inside.Picked) -> None:
     h, w, channels = acts.shape
     n = right.slider(t("Channels shown (the first N)"), 1, channels, min(32, channels),
                      key=f"inspect_act_n_{run.id}_{layer}")
-    grid = feature_grid(acts, n, cols=min(GRID_COLUMNS, n), scale=max(1, math.ceil(MIN_TILE / h)))
+    grid = inside.feature_grid(acts, n, cols=min(GRID_COLUMNS, n), scale=max(1, math.ceil(MIN_TILE / h)))
     st.image(grid, width="stretch", caption=t(
         "{layer}: {h}×{w} pixels, {channels} channels — the first {n}, each normalized on its own "
         "(flat gray: the channel is silent on this image)",

@@ -7,7 +7,7 @@ import os
 import pandas as pd
 import streamlit as st
 
-from core import data, export, predict
+from core import export, images, predict
 from core.runs import Run
 from ui import folders, inside, predictor, widgets
 from ui.i18n import N_, error_text, fmt_int, fmt_num, fmt_pct, nt, t, tm
@@ -114,7 +114,7 @@ def folder_result(run: Run, result: dict) -> None:
     else:
         st.markdown(nt("**{folder}** — {n} file: {counts}", "**{folder}** — {n} files: {counts}", s["images"], **names))
     rows_table(rows, classes, "predict_folder_table")
-    name = f"{data.display_name(os.path.basename(result['folder'])) or 'folder'}-{run.id}.csv"
+    name = f"{images.display_name(os.path.basename(result['folder'])) or 'folder'}-{run.id}.csv"
     st.download_button(t("Download the CSV"), predict.to_csv(rows, predictor.predictor(run).columns()),
                        file_name=name, mime="text/csv", key="predict_folder_csv", icon=":material/download:")
 

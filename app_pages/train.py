@@ -6,7 +6,7 @@ import time
 import pandas as pd
 import streamlit as st
 
-from core import data
+from core import data, pipeline
 from core.backbones import BACKBONES
 from core.jobs import DEFAULT_DROPOUT, DEFAULT_EPOCHS, DEFAULT_FINE_TUNE_EPOCHS, DEFAULT_LEARNING_RATE, DEFAULTS, \
     OPTIMIZERS, REGISTRY, STRATEGIES, STRATEGY_LABELS, JobBusy, TrainConfig
@@ -174,9 +174,9 @@ def layer_table(rows: list[dict]):
 
 def memory_note(ds, size: int) -> str:
     """Where the decoded images will live: in memory within the budget, else read from the files."""
-    need = data.decoded_bytes(sum(len(items) for items in ds.splits.values()), size)
+    need = pipeline.decoded_bytes(sum(len(items) for items in ds.splits.values()), size)
     try:
-        budget = data.memory_budget()
+        budget = pipeline.memory_budget()
     except data.DatasetError as e:
         return i18n.error_text(e)
     if need <= budget:
@@ -185,7 +185,7 @@ def memory_note(ds, size: int) -> str:
     return t("Decoded at {size} px the images would take {need} MB, over the memory budget of {budget} MB: "
              "they will be read from the files batch by batch, every epoch ({variable} sets the budget).",
              size=fmt_int(size), need=fmt_num(need / 1e6, 0), budget=fmt_num(budget / 1e6, 0),
-             variable=data.BUDGET_ENV)
+             variable=pipeline.BUDGET_ENV)
 
 
 def start_button(config: TrainConfig, ds) -> None:

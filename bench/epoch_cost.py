@@ -55,7 +55,7 @@ def layers_augmentation(config, seed=None):
 
 
 def run_arm(arm: str, data_dir: str, size: int, epochs: int, runs_dir: str) -> dict:
-    from core import augment, data, jobs
+    from core import augment, jobs, pipeline
 
     composed = augment.build_augmentation
     preset = arm.split("-")[0] if "-" in arm else None
@@ -65,7 +65,7 @@ def run_arm(arm: str, data_dir: str, size: int, epochs: int, runs_dir: str) -> d
         augment_config=augment.AugmentConfig.preset(preset).to_dict() if preset else None,
         memory_budget_mb=0 if arm == "streamed" else None)
     augment.build_augmentation = layers_augmentation if arm.endswith("-layers") else composed
-    data.DECODE_CACHE.clear()
+    pipeline.DECODE_CACHE.clear()
     job = jobs.Job(config)
     start = time.perf_counter()
     try:

@@ -31,7 +31,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from core import adversarial, data, explain  # noqa: E402
+from core import adversarial, explain, images  # noqa: E402
 from core.cam_methods import CAM_METHODS, DEFAULT_CAM_METHOD  # noqa: E402
 from core.runs import load_model, read_json  # noqa: E402
 
@@ -51,7 +51,7 @@ def class_index(classes: list[str], stem: str) -> int:
 def correct_images(predictions: list[dict], label: int, n: int, size: int, resize: str):
     """The first n images of class `label` the model got right: [(path, uint8 image)]."""
     chosen = [r["path"] for r in predictions if r["true"] == label and r["pred"] == label][:n]
-    return [(p, data.load_image(p, size, resize)) for p in chosen]
+    return [(p, images.load_image(p, size, resize)) for p in chosen]
 
 
 def label(image: np.ndarray, text: str) -> np.ndarray:

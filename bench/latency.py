@@ -48,7 +48,7 @@ def main() -> None:
     a = p.parse_args()
     info = common.header("interactive latency")
 
-    from core import data, explain, runs
+    from core import data, explain, images, runs
     from core.augment import AugmentConfig, preview
     from core.models import build_transfer
 
@@ -67,7 +67,7 @@ def main() -> None:
         if not path and a.data:
             ds = data.scan(a.data)
             path = (ds.splits.get("test") or ds.splits["train"])[0][0]
-        image = (data.load_image(path, size) if path else
+        image = (images.load_image(path, size) if path else
                  np.random.default_rng(0).integers(0, 256, (size, size, 3)).astype(np.uint8))
         layer = latency_explain.MID_LAYER if latency_explain.MID_LAYER in [l.name for l in model.layers] \
             else explain.conv_layers(model)[len(explain.conv_layers(model)) // 2]

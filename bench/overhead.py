@@ -9,7 +9,7 @@ Two arms, alternated in one process (A B A B ...), each from the JPEG files to a
         job.snapshot() once a second, as the dashboard's Train page does.
   bare  what one would write by hand with the same functions and settings: core.data.scan and
         load_arrays, core.models.build_scratch, the same tf.data pipeline
-        (core.data.make_tf_dataset), model.fit(validation_data=...) with a ModelCheckpoint
+        (core.pipeline.make_tf_dataset), model.fit(validation_data=...) with a ModelCheckpoint
         (best validation accuracy), the best model reloaded, predict on the test split.
 
 Both decode from scratch (load_arrays' in-process cache is cleared before each arm), same seed,
@@ -61,7 +61,7 @@ def main() -> None:
 
     import keras
 
-    from core import data, devices, jobs, models
+    from core import data, devices, jobs, models, pipeline
 
     device = devices.start_tensorflow()
     work = tempfile.mkdtemp(prefix="tl-overhead-")
@@ -69,7 +69,7 @@ def main() -> None:
     seed = 0
 
     def job_arm() -> dict:
-        data.DECODE_CACHE.clear()
+        pipeline.DECODE_CACHE.clear()
         runs_dir = os.path.join(work, "runs")
         cpu0 = time.process_time()
         with common.Timer() as t:
@@ -86,18 +86,18 @@ def main() -> None:
                 "test_accuracy": job.result["test_accuracy"], "epochs": len(job.epochs)}
 
     def bare_arm() -> dict:
-        data.DECODE_CACHE.clear()
+        pipeline.DECODE_CACHE.clear()
         path = os.path.join(work, "bare-best.keras")
         cpu0 = time.process_time()
         with common.Timer() as t:
             keras.utils.set_random_seed(seed)
             ds = data.scan(root, seed=seed)
             (x, y, _), (xv, yv, _), (xt, yt, _) = (
-                data.load_arrays(ds.splits[s], a.size, [], resize="crop") for s in ("train", "validation", "test"))
+                pipeline.load_arrays(ds.splits[s], a.size, [], resize="crop") for s in ("train", "validation", "test"))
             model = models.build_scratch(a.size, len(ds.classes), 0.5)
             model.compile(keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-            history = model.fit(data.make_tf_dataset(x, y, a.batch_size, shuffle=True, seed=seed),
-                                validation_data=data.make_tf_dataset(xv, yv, a.batch_size),
+            history = model.fit(pipeline.make_tf_dataset(x, y, a.batch_size, shuffle=True, seed=seed),
+                                validation_data=pipeline.make_tf_dataset(xv, yv, a.batch_size),
                                 epochs=a.epochs, verbose=0, callbacks=[keras.callbacks.ModelCheckpoint(
                                     path, monitor="val_accuracy", save_best_only=True)])
             best = keras.saving.load_model(path)

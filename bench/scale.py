@@ -125,16 +125,16 @@ def child_stages(folder: str, size: int) -> dict:
     import keras
     import tensorflow  # noqa: F401  (imported before the first reading)
 
-    from core import data, metrics
+    from core import data, metrics, pipeline
 
     stages = [("TensorFlow and the engine imported", rss_mb())]
     ds = data.scan(folder)
     stages.append(("core.data.scan", rss_mb()))
-    sets = {s: data.load_arrays(ds.splits[s], size, []) for s in ("train", "validation", "test")}
+    sets = {s: pipeline.load_arrays(ds.splits[s], size, []) for s in ("train", "validation", "test")}
     stages.append(("load_arrays: train, validation, test decoded to uint8", rss_mb()))
     (x, y, _), (xv, yv, _), (xt, _, _) = sets["train"], sets["validation"], sets["test"]
-    train_ds = data.make_tf_dataset(x, y, 32, shuffle=True, seed=0)
-    val_ds = data.make_tf_dataset(xv, yv, 32)
+    train_ds = pipeline.make_tf_dataset(x, y, 32, shuffle=True, seed=0)
+    val_ds = pipeline.make_tf_dataset(xv, yv, 32)
     stages.append(("make_tf_dataset: train (shuffled) and validation pipelines built", rss_mb()))
     next(iter(train_ds))
     stages.append(("first training batch (the shuffle buffer holds indices)", rss_mb()))

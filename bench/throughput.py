@@ -3,7 +3,7 @@
 Three arms, alternated in one process (A B C A B C ...), medians reported:
 
   engine  what core.training does for feature extraction, with its own functions:
-          core.data.load_arrays (PIL decode + resize on its thread pool, cache cleared first so
+          core.pipeline.load_arrays (PIL decode + resize on its thread pool, cache cleared first so
           every round really decodes) then core.features.extract (the frozen MobileNetV2 base
           and pooling, batches of 64) -- decode + resize + forward, from the JPEG files. Its
           compiled forward is traced once and reused, as for the validation split of a training
@@ -12,7 +12,7 @@ Three arms, alternated in one process (A B C A B C ...), medians reported:
   bound   a bare compiled forward pass of the same model (tf.function) over the same images,
           already decoded, resized and in memory as float32 tensors in batches of 64: what no
           pipeline that has to run this network can beat
-  decode  core.data.load_arrays alone (cache cleared), as the engine calls it
+  decode  core.pipeline.load_arrays alone (cache cleared), as the engine calls it
 
 Goal: engine >= 0.7 of the bound.
 
@@ -51,7 +51,7 @@ def main() -> None:
 
     import tensorflow as tf
 
-    from core import data, devices, features, jobs, models
+    from core import data, devices, features, jobs, models, pipeline
 
     device = devices.start_tensorflow()
     ds = data.scan(a.data)
@@ -62,26 +62,26 @@ def main() -> None:
     print(f"{len(items)} train images of {ds.root}, {a.base} at {a.size} px, {device}", flush=True)
 
     def decode() -> dict:
-        data.DECODE_CACHE.clear()
+        pipeline.DECODE_CACHE.clear()
         with common.Timer() as t:
-            x, _, _ = data.load_arrays(items, a.size, [], resize="crop")
+            x, _, _ = pipeline.load_arrays(items, a.size, [], resize="crop")
         assert len(x) == len(items)
         return {"seconds": t.seconds}
 
     warm_forward = features.compiled_forward(prefix)
 
     def engine(cold: bool = False) -> dict:
-        data.DECODE_CACHE.clear()
+        pipeline.DECODE_CACHE.clear()
         with common.Timer() as total:
             with common.Timer() as t_decode:
-                x, _, _ = data.load_arrays(items, a.size, [], resize="crop")
+                x, _, _ = pipeline.load_arrays(items, a.size, [], resize="crop")
             forward = features.compiled_forward(prefix) if cold else warm_forward
             feats = features.extract(job, prefix, x, 1, None, 0, "features", batch=a.batch, forward=forward)
         assert feats[0].shape[0] == len(items)
         return {"seconds": total.seconds, "decode": t_decode.seconds,
                 "forward": total.seconds - t_decode.seconds}
 
-    images, _, _ = data.load_arrays(items, a.size, [], resize="crop")
+    images, _, _ = pipeline.load_arrays(items, a.size, [], resize="crop")
     batches = [tf.constant(images[sl].astype(np.float32)) for sl in features.batched(len(images), a.batch)]
 
     @tf.function(reduce_retracing=True)

@@ -227,6 +227,7 @@ def representative_images(config: dict, n: int = REPRESENTATIVE_IMAGES):
     import numpy as np
 
     from core import data
+    from core.images import load_image
 
     root = (config.get("dataset") or {}).get("root") or config.get("data")
     try:
@@ -239,7 +240,7 @@ def representative_images(config: dict, n: int = REPRESENTATIVE_IMAGES):
     images = []
     for path, _ in items:
         try:
-            images.append(data.load_image(path, int(config["image_size"]), config.get("resize", "crop")))
+            images.append(load_image(path, int(config["image_size"]), config.get("resize", "crop")))
         except (ValueError, OSError):
             continue
         if len(images) >= n:

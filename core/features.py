@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import tensorflow as tf
 
-from core import data as data_mod
+from core import pipeline
 from core.augment import AugmentConfig, build_augmentation
 
 
@@ -90,13 +90,13 @@ def view_dataset(arrays: list[np.ndarray], labels: np.ndarray, batch_size: int, 
                  views: int, shuffle: bool):
     """tf.data over cached arrays (not copied); with several views, each epoch picks one view per sample."""
     inputs = tuple(arrays) if len(arrays) > 1 else arrays[0]
-    return data_mod.batch_dataset(inputs, labels, batch_size, shuffle, seed, views).prefetch(tf.data.AUTOTUNE)
+    return pipeline.batch_dataset(inputs, labels, batch_size, shuffle, seed, views).prefetch(tf.data.AUTOTUNE)
 
 
 def pool_cached(pooled_model, arrays: list[np.ndarray], views: int) -> np.ndarray:
     """Pooled features from cached cut tensors (cheap: only the top layers run), batch by batch."""
     if views == 1:
         inputs = tuple(arrays) if len(arrays) > 1 else arrays[0]
-        return pooled_model.predict(data_mod.batch_dataset(inputs, np.zeros(len(arrays[0]), np.int32), 256),
+        return pooled_model.predict(pipeline.batch_dataset(inputs, np.zeros(len(arrays[0]), np.int32), 256),
                                     verbose=0)
     return np.stack([pool_cached(pooled_model, [a[:, v] for a in arrays], 1) for v in range(views)], axis=1)

@@ -18,7 +18,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 
 from core import data as data_mod
-from core import runs
+from core import pipeline, runs
 from core.augment import AugmentConfig
 from core.backbones import BACKBONES, WeightsUnavailable
 
@@ -102,7 +102,7 @@ class TrainConfig:
             raise ValueError("Dropout must be between 0 and 1.")
         if c.memory_budget_mb is not None and c.memory_budget_mb < 0:
             raise ValueError("--memory-budget-mb must be 0 or more.")
-        data_mod.memory_budget(c.memory_budget_mb)  # a bad TRANSFERLAB_MEMORY_BUDGET_MB fails here
+        pipeline.memory_budget(c.memory_budget_mb)  # a bad TRANSFERLAB_MEMORY_BUDGET_MB fails here
         return c
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from core import data as data_mod
+from core import pipeline
 
 EPSILON = 1e-7  # probabilities are clipped to it before the log of the loss
 
@@ -14,7 +14,7 @@ EPSILON = 1e-7  # probabilities are clipped to it before the log of the loss
 def evaluate(model, images, labels: np.ndarray, paths: list[str], classes: list[str],
              batch_size: int = 64) -> tuple[dict, list[dict]]:
     """(metrics, per-image predictions) on a split."""
-    probs = predict_all(model, data_mod.batch_dataset(images, labels, batch_size), len(labels))
+    probs = predict_all(model, pipeline.batch_dataset(images, labels, batch_size), len(labels))
     return metrics_from_probs(probs, labels, classes), [
         {"path": p, "true": int(t), "pred": int(np.argmax(pr)), "probs": [round(float(v), 5) for v in pr]}
         for p, t, pr in zip(paths, labels, probs)]

@@ -3,7 +3,7 @@
 Transfer models are one flat functional graph: image -> preprocess -> the base's own layers ->
 head_pool -> head_dropout -> predictions. No nested base model, so every layer can be reached by
 name for activations and Grad-CAM. Augmentation is not part of a model: training applies it in
-the input pipeline (core.data.make_tf_dataset), so saved models hold only what inference needs.
+the input pipeline (core.pipeline.make_tf_dataset), so saved models hold only what inference needs.
 """
 from __future__ import annotations
 

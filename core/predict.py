@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core import data, devices, files, runs
+from core import data, devices, files, images, runs
 
 CHUNK = 256  # images decoded and predicted at a time: memory stays flat on a big folder
 
@@ -63,16 +63,16 @@ class Predictor:
         return ["path", "predicted", "confidence", *[f"prob_{c}" for c in self.classes], "error"]
 
 
-def _decode(predictor: Predictor, source, budget: data.DecodeBudget | None = None) -> tuple[np.ndarray | None, str]:
+def _decode(predictor: Predictor, source, budget: images.DecodeBudget | None = None) -> tuple[np.ndarray | None, str]:
     """(image or None, reason it cannot be used)."""
     try:
         if isinstance(source, (bytes, bytearray)):
             if not source:
                 return None, "empty file (0 bytes)"
             source = io.BytesIO(source)
-        return data.load_image(source, predictor.image_size, predictor.resize, budget), ""
+        return images.load_image(source, predictor.image_size, predictor.resize, budget), ""
     except Exception as e:  # a bad file (or a decoder bug) must not stop the other files
-        return None, data.why_unusable(e)
+        return None, str(images.why_unusable(e))  # rows hold text: they go to a CSV
 
 
 def predict_images(predictor: Predictor, images: np.ndarray) -> np.ndarray:
@@ -100,19 +100,19 @@ def predict_files(predictor: Predictor, files, progress=None, workers: int | Non
     """Rows for [(name, path or bytes or file object)], in order; bad files become error rows.
 
     The images being decoded hold their bytes in a budget of this request within the server's
-    (core.data.DecodeBudget): a folder of huge images waits for room instead of taking gigabytes.
+    (core.images.DecodeBudget): a folder of huge images waits for room instead of taking gigabytes.
     """
     files = list(files)
     rows: list[dict] = []
-    budget = data.DecodeBudget(data.REQUEST_DECODE_BYTES, parent=data.DECODE_BUDGET)
-    with ThreadPoolExecutor(workers or data.decode_workers(8)) as pool:
+    budget = images.DecodeBudget(images.REQUEST_DECODE_BYTES, parent=images.DECODE_BUDGET)
+    with ThreadPoolExecutor(workers or images.decode_workers(8)) as pool:
         for start in range(0, len(files), CHUNK):
             chunk = files[start:start + CHUNK]
             decoded = list(pool.map(lambda f: _decode(predictor, f[1], budget), chunk))
             good = [img for img, _ in decoded if img is not None]
             probs = iter(predict_images(predictor, np.stack(good) if good else np.zeros((0,))))
             for (name, _), (img, reason) in zip(chunk, decoded):
-                rows.append(row(predictor, data.display_name(name), next(probs) if img is not None else None, reason))
+                rows.append(row(predictor, images.display_name(name), next(probs) if img is not None else None, reason))
             if progress:
                 progress(len(rows), len(files))
     return rows
@@ -124,9 +124,9 @@ def folder_files(folder: str, skipped: list | None = None, within: list[str] | N
     `skipped` instead)."""
     folder = os.path.expanduser(str(folder))
     if not os.path.exists(folder):
-        raise PredictError(f"Folder not found: {data.display_name(folder)}")
+        raise PredictError(f"Folder not found: {images.display_name(folder)}")
     if not os.path.isdir(folder):
-        raise PredictError(f"Not a folder: {data.display_name(folder)}")
+        raise PredictError(f"Not a folder: {images.display_name(folder)}")
     outside = data.OUTSIDE_ROOTS if within else "link leads outside the folder"
     return data.list_images(folder, skipped, within, outside)
 
@@ -137,7 +137,7 @@ def folder_listing(folder: str, within: list[str] | None = None) -> tuple[list[s
     skipped: list[data.Skipped] = []
     paths = folder_files(folder, skipped, within)
     if not paths and not skipped:
-        raise PredictError(f"No files in {data.display_name(folder)}: put the images to classify in it "
+        raise PredictError(f"No files in {images.display_name(folder)}: put the images to classify in it "
                            "(subfolders are read too).")
     return paths, skipped
 
@@ -146,7 +146,7 @@ def predict_listing(predictor: Predictor, listing: tuple[list[str], list[data.Sk
     """Rows for folder_listing's files, then a row with the reason for each file it left out."""
     paths, skipped = listing
     rows = predict_files(predictor, [(p, p) for p in paths], progress)
-    return rows + [row(predictor, data.display_name(s.path), None, s.reason) for s in skipped]
+    return rows + [row(predictor, images.display_name(s.path), None, str(s.reason)) for s in skipped]
 
 
 def predict_folder(predictor: Predictor, folder: str, progress=None, within: list[str] | None = None) -> list[dict]:

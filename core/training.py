@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from core import data as data_mod
-from core import features, models, runs
+from core import features, models, pipeline, runs
 from core.augment import AugmentConfig, build_augmentation
 from core.callbacks import Checkpointer, JobCallback
 from core.devices import global_batch, mixed_precision_helps, pick_strategy, precision_policy, start_tensorflow
@@ -79,7 +79,7 @@ def train(config: TrainConfig, job: Job) -> dict:
     sets = _decode_or_stream(job, c, ds)
     if len(sets["train"][1]) == 0 or len(sets["validation"][1]) == 0:
         raise data_mod.DatasetError("No images could be decoded for training or validation.")
-    runs.write_skipped(run_dir, [asdict(s) for s in ds.skipped])
+    runs.write_skipped(run_dir, [s.record() for s in ds.skipped])
     skipped_before = len(ds.skipped)
     if ds.skipped:
         job.log(f"{len(ds.skipped)} files skipped (see skipped.json).")
@@ -113,7 +113,7 @@ def train(config: TrainConfig, job: Job) -> dict:
         runs.write_predictions(run_dir, predictions)
         result["test_accuracy"], result["test_loss"] = metrics["accuracy"], metrics["loss"]
     if len(ds.skipped) > skipped_before:  # files that went bad while they were streamed
-        runs.write_skipped(run_dir, [asdict(s) for s in ds.skipped])
+        runs.write_skipped(run_dir, [s.record() for s in ds.skipped])
         job.log(f"{len(ds.skipped) - skipped_before} more files could not be read during training "
                 "(see skipped.json).")
     result["seconds"] = round(time.time() - t0, 2)
@@ -156,18 +156,18 @@ def _decode_or_stream(job: Job, c: TrainConfig, ds) -> dict:
     """{split: (images, labels, paths)}: decoded once into memory when every split fits the memory
     budget (the fast path), else FileImages that decode from the files batch by batch."""
     splits = [s for s in ("train", "validation", "test") if ds.splits.get(s)]
-    need = data_mod.decoded_bytes(sum(len(ds.splits[s]) for s in splits), c.image_size)
-    budget = data_mod.memory_budget(c.memory_budget_mb)
+    need = pipeline.decoded_bytes(sum(len(ds.splits[s]) for s in splits), c.image_size)
+    budget = pipeline.memory_budget(c.memory_budget_mb)
     if need > budget:
         job.log(f"The decoded images would take {need / 1e6:,.0f} MB, over the memory budget of "
                 f"{budget / 1e6:,.0f} MB: reading them from the files batch by batch instead "
                 "(slower epochs for scratch training; set --memory-budget-mb or "
-                f"{data_mod.BUDGET_ENV} to change the budget).")
-        return {s: data_mod.file_images(ds.splits[s], c.image_size, ds.skipped, c.resize) for s in splits}
+                f"{pipeline.BUDGET_ENV} to change the budget).")
+        return {s: pipeline.file_images(ds.splits[s], c.image_size, ds.skipped, c.resize) for s in splits}
     job.set_phase("decode")
     sets = {}
     for split in splits:
-        sets[split] = data_mod.load_arrays(ds.splits[split], c.image_size, ds.skipped,
+        sets[split] = pipeline.load_arrays(ds.splits[split], c.image_size, ds.skipped,
                                            progress=job.set_progress, resize=c.resize)
         job.check_stop()
     return sets
@@ -187,9 +187,9 @@ def _train_scratch(job: Job, c: TrainConfig, sets, augment, n_classes, seeds: La
     _compile(model, c, c.learning_rate)
     x, y, _ = sets["train"]
     xv, yv, _ = sets["validation"]
-    train_ds = data_mod.make_tf_dataset(x, y, c.batch_size, shuffle=True, seed=c.seed,
+    train_ds = pipeline.make_tf_dataset(x, y, c.batch_size, shuffle=True, seed=c.seed,
                                         augmentation=build_augmentation(augment, c.seed) if augment else None)
-    val_ds = data_mod.make_tf_dataset(xv, yv, c.batch_size)
+    val_ds = pipeline.make_tf_dataset(xv, yv, c.batch_size)
     checkpoint = Checkpointer(job.run_dir, model, min_interval=0)
     steps = -(-len(y) // c.batch_size)
     epochs = _fit(job, model, train_ds, val_ds, yv, steps, c.epochs, "train", checkpoint)

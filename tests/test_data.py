@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from conftest import jpeg_bytes, save_image
-from core import data
+from core import data, images, pipeline
 
 
 def test_flat_layout_is_split_stratified_and_seeded(shapes):
@@ -38,7 +38,7 @@ def test_split_layout_without_validation_carves_it_from_train(split_shapes):
     shutil.rmtree(os.path.join(split_shapes, "validation"))
     ds = data.scan(split_shapes, val_fraction=0.25)
     assert len(ds.splits["validation"]) == 8 and len(ds.splits["train"]) == 24
-    assert any("No validation folder" in w for w in ds.warnings)
+    assert any("No validation folder" in str(w) for w in ds.warnings)
 
 
 def _corpus(root):
@@ -74,7 +74,7 @@ def _corpus(root):
 
 
 def test_every_awkward_file_is_used_or_skipped_with_a_reason(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "MAX_PIXELS", 5000)
+    monkeypatch.setattr(images, "MAX_PIXELS", 5000)
     root = tmp_path / "ds"
     expect = _corpus(str(root))
     save_image(str(root / "plain" / "a.png"))
@@ -83,7 +83,7 @@ def test_every_awkward_file_is_used_or_skipped_with_a_reason(tmp_path, monkeypat
     os.makedirs(root / "empty_class")
 
     ds = data.scan(str(root), val_fraction=0, test_fraction=0)
-    skipped = {os.path.relpath(s.path, root / "odd"): s.reason for s in ds.skipped}
+    skipped = {os.path.relpath(s.path, root / "odd"): str(s.reason) for s in ds.skipped}
     used = {os.path.relpath(p, root / "odd") for p, _ in ds.splits["train"]}
     for name, how in expect.items():
         if how == "use":
@@ -92,20 +92,20 @@ def test_every_awkward_file_is_used_or_skipped_with_a_reason(tmp_path, monkeypat
             assert how in skipped[name], (name, skipped.get(name))
     assert not any("hidden" in p for p in used)
     assert any(s.reason == "not inside a class folder" for s in ds.skipped)
-    assert any("'empty_class' is empty" in w for w in ds.warnings)
+    assert any("'empty_class' is empty" in str(w) for w in ds.warnings)
     assert ds.classes == ["odd", "plain"]
 
 
 def test_modes_convert_to_the_right_rgb(tmp_path):
     cmyk = save_image(str(tmp_path / "c.jpg"), size=(8, 8), mode="CMYK", color=(0, 255, 255, 0))
-    r, g, b = data.load_image(cmyk, 8)[4, 4]
+    r, g, b = images.load_image(cmyk, 8)[4, 4]
     assert r > 200 and g < 60 and b < 60  # CMYK (0, 255, 255, 0) is red
     p16 = str(tmp_path / "s.png")
     Image.fromarray(np.full((8, 8), 32896, np.uint16)).save(p16)  # half of 65535
-    assert abs(int(data.load_image(p16, 8)[0, 0, 0]) - 128) <= 2
+    assert abs(int(images.load_image(p16, 8)[0, 0, 0]) - 128) <= 2
     rgba = save_image(str(tmp_path / "t.png"), size=(8, 8), mode="RGBA", color=(255, 0, 0, 0))
-    assert data.load_image(rgba, 8)[0, 0].tolist() == [255, 255, 255]  # transparent -> white
-    assert data.load_image(save_image(str(tmp_path / "g.png"), mode="L"), 5).shape == (5, 5, 3)
+    assert images.load_image(rgba, 8)[0, 0].tolist() == [255, 255, 255]  # transparent -> white
+    assert images.load_image(save_image(str(tmp_path / "g.png"), mode="L"), 5).shape == (5, 5, 3)
 
 
 def test_exif_orientation_is_honoured(tmp_path):
@@ -114,7 +114,7 @@ def test_exif_orientation_is_honoured(tmp_path):
     exif = Image.Exif()
     exif[0x0112] = 6  # "rotate 90 CW to display"
     img.save(path, exif=exif)
-    assert data.open_image(path).size == (20, 40)
+    assert images.open_image(path).size == (20, 40)
 
 
 def test_errors_a_user_can_act_on(tmp_path):
@@ -126,6 +126,31 @@ def test_errors_a_user_can_act_on(tmp_path):
         data.scan(str(one))
     with pytest.raises(data.DatasetError, match="fractions"):
         data.scan(str(one), val_fraction=0.6, test_fraction=0.5)
+
+
+def test_the_scan_hands_its_sentences_over_translatable(tmp_path):
+    """The dashboard shows them in the reader's language: each keeps its English template, with the
+    names from the folder apart from it; printed (the command line, skipped.json) it is the English."""
+    root = tmp_path / "ds"
+    save_image(str(root / "cats" / "a.png"))
+    (root / "cats" / "notes.jpg").write_text("not a photo")
+    save_image(str(root / "dogs" / "b.png"))
+    os.makedirs(root / "birds")
+    ds = data.scan(str(root), val_fraction=0, test_fraction=0)
+
+    summary = ds.summary()
+    assert summary.msgid == "{n_classes} classes ({names}); {counts}; {n_skipped} skipped"
+    assert str(summary) == "2 classes (cats, dogs); train 2; 1 skipped"
+    assert [(w.msgid, w.params) for w in ds.warnings] == [
+        ("Class folder '{name}' is empty and was ignored.", {"name": "birds"})]
+    [skipped] = ds.skipped
+    assert skipped.reason.msgid == "not an image (the file's content is not a known image format)"
+    assert skipped.record() == {"path": str(root / "cats" / "notes.jpg"), "reason": str(skipped.reason)}
+
+    with pytest.raises(data.DatasetError) as refused:
+        data.scan(str(root / "cats"))
+    assert refused.value.message.msgid.startswith("Need at least two class folders with usable images in {folder}")
+    assert refused.value.message.params["folder"] == str(root / "cats")
 
 
 def test_unreadable_folder_is_a_clear_error(tmp_path):
@@ -156,7 +181,7 @@ def test_read_only_dataset_is_never_written(shapes):
         os.chmod(dirpath, 0o555)
     try:
         ds = data.scan(shapes)
-        data.load_arrays(ds.splits["train"], 16)
+        pipeline.load_arrays(ds.splits["train"], 16)
     finally:
         for dirpath, _, _ in os.walk(shapes):
             os.chmod(dirpath, 0o755)
@@ -169,18 +194,18 @@ def test_load_arrays_decodes_once_and_reports_files_that_changed(shapes):
     broken = items[0][0]
     open(broken, "wb").write(b"gone bad after the scan")
     skipped = []
-    x, y, paths = data.load_arrays(items, 20, skipped)
+    x, y, paths = pipeline.load_arrays(items, 20, skipped)
     assert x.shape == (len(items) - 1, 20, 20, 3) and x.dtype == np.uint8
     assert len(y) == len(paths) == len(items) - 1 and broken not in paths
     assert [s.path for s in skipped] == [broken]
-    again = data.load_arrays(items, 20, [])
+    again = pipeline.load_arrays(items, 20, [])
     assert again[0] is x  # cached: nothing decoded twice
 
 
 def test_tf_dataset_batches_float_images(shapes):
     ds = data.scan(shapes)
-    x, y, _ = data.load_arrays(ds.splits["train"], 16)
-    batches = list(data.make_tf_dataset(x, y, 5, shuffle=True))
+    x, y, _ = pipeline.load_arrays(ds.splits["train"], 16)
+    batches = list(pipeline.make_tf_dataset(x, y, 5, shuffle=True))
     assert sum(int(b[0].shape[0]) for b in batches) == len(y)
     assert batches[0][0].dtype.name == "float32" and float(batches[0][0].numpy().max()) > 1
 
@@ -192,7 +217,7 @@ def test_crop_keeps_the_aspect_ratio_and_stretch_squeezes(tmp_path):
     wide[:, 40:] = (0, 0, 255)
     path = str(tmp_path / "wide.png")
     Image.fromarray(wide).save(path)
-    cropped = data.load_image(path, 10, resize="crop")
-    stretched = data.load_image(path, 12, resize="stretch")
+    cropped = images.load_image(path, 10, resize="crop")
+    stretched = images.load_image(path, 12, resize="stretch")
     assert (cropped[:, :, 1] > 200).all()  # only the central (green) square is kept
     assert stretched[5, 0].tolist() == [255, 0, 0] and stretched[5, -1].tolist() == [0, 0, 255]

@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from core import data
+from core import data, images, pipeline
 from core.jobs import Job, TrainConfig
 
 
@@ -21,7 +21,7 @@ def _config(data_dir, runs_dir, **kw):
 def _no_whole_decode(monkeypatch):
     def refuse(*a, **k):
         raise AssertionError("the whole split was decoded into memory")
-    monkeypatch.setattr(data, "load_arrays", refuse)
+    monkeypatch.setattr(pipeline, "load_arrays", refuse)
 
 
 def test_over_the_budget_a_training_reads_the_files_batch_by_batch(shapes, runs_dir, monkeypatch):
@@ -38,8 +38,8 @@ def test_over_the_budget_a_training_reads_the_files_batch_by_batch(shapes, runs_
 
 def test_within_the_budget_the_images_are_decoded_once(shapes, runs_dir, monkeypatch):
     calls = []
-    real = data.load_arrays
-    monkeypatch.setattr(data, "load_arrays", lambda items, *a, **k: calls.append(len(items))
+    real = pipeline.load_arrays
+    monkeypatch.setattr(pipeline, "load_arrays", lambda items, *a, **k: calls.append(len(items))
                         or real(items, *a, **k))
     job = Job(_config(shapes, runs_dir, memory_budget_mb=100, epochs=1))
     job.run()
@@ -64,8 +64,8 @@ def test_streamed_feature_extraction_learns_what_the_in_memory_one_learns(split_
 
 def test_file_images_decode_like_load_arrays_and_survive_a_file_gone_bad(shapes):
     items = data.scan(shapes).splits["train"]
-    whole, labels, paths = data.load_arrays(items, 20)
-    files, file_labels, file_paths = data.file_images(items, 20)
+    whole, labels, paths = pipeline.load_arrays(items, 20)
+    files, file_labels, file_paths = pipeline.file_images(items, 20)
     assert files.shape == whole.shape and len(files) == len(whole) and files.nbytes == 0
     assert (file_labels == labels).all() and file_paths == paths
     np.testing.assert_array_equal(files[2:7], whole[2:7])
@@ -74,10 +74,10 @@ def test_file_images_decode_like_load_arrays_and_survive_a_file_gone_bad(shapes)
 
     open(items[1][0], "wb").write(b"gone bad after the scan")
     skipped = []
-    files = data.FileImages(paths, 20, skipped=skipped)
+    files = pipeline.FileImages(paths, 20, skipped=skipped)
     assert files[0:3][1].max() == 0  # black, and the batch keeps its shape
     files[1:2]
-    assert [s.path for s in skipped] == [items[1][0]] and "changed during training" in skipped[0].reason
+    assert [s.path for s in skipped] == [items[1][0]] and "changed during training" in str(skipped[0].reason)
 
 
 def _epochs(ds, n):
@@ -87,15 +87,15 @@ def _epochs(ds, n):
 def test_shuffled_batches_cover_every_sample_once_per_epoch_in_a_new_seeded_order():
     images = np.arange(20, dtype=np.uint8).reshape(20, 1, 1, 1).repeat(3, axis=3)
     labels = np.arange(20, dtype=np.int32)
-    ds = data.batch_dataset(images, labels, 6, shuffle=True, seed=3)
+    ds = pipeline.batch_dataset(images, labels, 6, shuffle=True, seed=3)
     assert int(ds.cardinality()) == 4
     one, two = _epochs(ds, 2)
     assert sorted(one) == sorted(two) == list(range(20)) and list(one) != list(two)
-    again = _epochs(data.batch_dataset(images, labels, 6, shuffle=True, seed=3), 1)[0]
+    again = _epochs(pipeline.batch_dataset(images, labels, 6, shuffle=True, seed=3), 1)[0]
     assert list(again) == list(one)
-    for x, y in data.batch_dataset(images, labels, 6, shuffle=True, seed=3):
+    for x, y in pipeline.batch_dataset(images, labels, 6, shuffle=True, seed=3):
         assert x.dtype.name == "float32" and (x.numpy()[:, 0, 0, 0] == y.numpy()).all()  # rows keep their labels
-    in_order = _epochs(data.batch_dataset(images, labels, 6), 1)[0]
+    in_order = _epochs(pipeline.batch_dataset(images, labels, 6), 1)[0]
     assert list(in_order) == list(range(20))
 
 
@@ -103,7 +103,7 @@ def test_cached_views_are_drawn_per_sample_from_that_samples_views():
     n, views = 30, 4
     features = (np.arange(n)[:, None] * 10 + np.arange(views)[None, :]).astype(np.float16)[..., None]
     seen = set()
-    for x, y in data.batch_dataset(features, np.arange(n, dtype=np.int32), 7, shuffle=True, views=views):
+    for x, y in pipeline.batch_dataset(features, np.arange(n, dtype=np.int32), 7, shuffle=True, views=views):
         values = x.numpy()[:, 0].astype(int)
         assert ((values // 10) == y.numpy()).all()
         seen.update(values % 10)
@@ -111,17 +111,17 @@ def test_cached_views_are_drawn_per_sample_from_that_samples_views():
 
 
 def test_the_memory_budget_comes_from_the_argument_then_the_environment(monkeypatch):
-    monkeypatch.setenv(data.BUDGET_ENV, "100")
-    assert data.memory_budget() == 100 * 1024 ** 2
-    assert data.memory_budget(5) == 5 * 1024 ** 2
-    monkeypatch.setenv(data.BUDGET_ENV, "lots")
-    with pytest.raises(data.DatasetError, match=data.BUDGET_ENV):
-        data.memory_budget()
+    monkeypatch.setenv(pipeline.BUDGET_ENV, "100")
+    assert pipeline.memory_budget() == 100 * 1024 ** 2
+    assert pipeline.memory_budget(5) == 5 * 1024 ** 2
+    monkeypatch.setenv(pipeline.BUDGET_ENV, "lots")
+    with pytest.raises(data.DatasetError, match=pipeline.BUDGET_ENV):
+        pipeline.memory_budget()
     with pytest.raises(ValueError, match="not 'lots'"):  # before any run folder is made
         TrainConfig(data=".").resolved()
-    monkeypatch.delenv(data.BUDGET_ENV)
-    available = data.available_memory_bytes()
-    assert 0 < data.memory_budget() <= (available or 4 * 1024 ** 3)
+    monkeypatch.delenv(pipeline.BUDGET_ENV)
+    available = images.available_memory_bytes()
+    assert 0 < pipeline.memory_budget() <= (available or 4 * 1024 ** 3)
     with pytest.raises(ValueError, match="memory-budget"):
         TrainConfig(data=".", memory_budget_mb=-1).resolved()
 
@@ -129,31 +129,31 @@ def test_the_memory_budget_comes_from_the_argument_then_the_environment(monkeypa
 def test_the_decode_cache_holds_no_more_than_the_memory_budget(shapes, monkeypatch):
     """Issue 12.8: the cache of decoded images was a fixed 3 GB beside the budget; it is part of it."""
     items = data.scan(shapes, val_fraction=0, test_fraction=0).splits["train"]  # 36 images
-    data.DECODE_CACHE.clear()
-    monkeypatch.setenv(data.BUDGET_ENV, str(36 * 20 * 20 * 3 * 1.5 / 1024 ** 2))  # one 20-px set fits, not two
-    first = data.load_arrays(items, 20)
-    assert data.load_arrays(items, 20) is first  # kept: decoded once
-    data.load_arrays(items[:30], 20)  # the newest is kept, the oldest dropped to stay within the budget
-    assert data.DECODE_CACHE.nbytes == 30 * 20 * 20 * 3 <= data.memory_budget()
-    assert data.load_arrays(items, 20) is not first
-    monkeypatch.setenv(data.BUDGET_ENV, "0")  # no memory for decoded images: nothing is kept
-    data.load_arrays(items, 24)
-    assert data.DECODE_CACHE.nbytes == 0
+    pipeline.DECODE_CACHE.clear()
+    monkeypatch.setenv(pipeline.BUDGET_ENV, str(36 * 20 * 20 * 3 * 1.5 / 1024 ** 2))  # one 20-px set fits, not two
+    first = pipeline.load_arrays(items, 20)
+    assert pipeline.load_arrays(items, 20) is first  # kept: decoded once
+    pipeline.load_arrays(items[:30], 20)  # the newest is kept, the oldest dropped to stay within the budget
+    assert pipeline.DECODE_CACHE.nbytes == 30 * 20 * 20 * 3 <= pipeline.memory_budget()
+    assert pipeline.load_arrays(items, 20) is not first
+    monkeypatch.setenv(pipeline.BUDGET_ENV, "0")  # no memory for decoded images: nothing is kept
+    pipeline.load_arrays(items, 24)
+    assert pipeline.DECODE_CACHE.nbytes == 0
 
 
 def test_no_batch_leaves_a_replica_empty():
     # 9 images, batches of 8 on 2 replicas: a last batch of 1 would give one replica nothing.
     images = np.arange(9, dtype=np.uint8).reshape(9, 1, 1, 1)
     labels = np.arange(9, dtype=np.int32)
-    in_order = [y.numpy().tolist() for _, y in data.batch_dataset(images, labels, 8, replicas=2)]
+    in_order = [y.numpy().tolist() for _, y in pipeline.batch_dataset(images, labels, 8, replicas=2)]
     assert in_order == [list(range(8)), [8, 8]]  # padded with a copy: predict_all keeps the first 9
-    shuffled = [len(y) for _, y in data.batch_dataset(images, labels, 8, shuffle=True, replicas=2)]
+    shuffled = [len(y) for _, y in pipeline.batch_dataset(images, labels, 8, shuffle=True, replicas=2)]
     assert shuffled == [8]  # in training, the odd one sits this epoch out
-    assert [len(y) for _, y in data.batch_dataset(images, labels, 8)] == [8, 1]  # one device: untouched
+    assert [len(y) for _, y in pipeline.batch_dataset(images, labels, 8)] == [8, 1]  # one device: untouched
 
 
 def test_a_file_that_goes_bad_during_a_streamed_training_is_reported_in_skipped_json(shapes, runs_dir, monkeypatch):
-    real = data.file_images
+    real = pipeline.file_images
     gone_bad = []
 
     def then_one_file_changes(items, *a, **k):
@@ -162,7 +162,7 @@ def test_a_file_that_goes_bad_during_a_streamed_training_is_reported_in_skipped_
             open(items[0][0], "wb").write(b"overwritten while the training ran")
         return real(items, *a, **k)
 
-    monkeypatch.setattr(data, "file_images", then_one_file_changes)
+    monkeypatch.setattr(pipeline, "file_images", then_one_file_changes)
     job = Job(_config(shapes, runs_dir, memory_budget_mb=0, epochs=1))
     result = job.run()
     assert job.error is None and result["test_accuracy"] is not None, job.error

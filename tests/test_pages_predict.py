@@ -141,14 +141,6 @@ def test_export_tflite_int8_and_savedmodel_from_the_page(env):
     assert "Download the SavedModel (zip)" in [b.proto.label for b in at.get("download_button")]
 
 
-def test_the_page_and_its_helpers_hold_no_tensorflow_code():
-    for rel in ("app_pages/predict.py", "ui/predictor.py"):
-        tree = ast.parse((ROOT / rel).read_text())
-        imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-        imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
-        assert not imported & {"tensorflow", "keras"}, rel
-
-
 def test_export_after_the_chosen_run_was_deleted_refuses_instead_of_exporting_another(env):
     older = Path(env["run_dir"]).parent / "20000101-000000-scratch-scratch"
     shutil.copytree(env["run_dir"], older)

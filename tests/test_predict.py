@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, jpeg_bytes
-from core import data, predict, runs
+from core import predict, runs
+from core.images import load_image
 from core.predict import PredictError, Predictor
 from tiny_runs import SIZE, make_tiny_run
 
@@ -43,7 +44,7 @@ def folder(tiny, tmp_path) -> dict:
 
 
 def expected_probs(tiny, paths: list[str]) -> np.ndarray:
-    images = np.stack([data.load_image(p, SIZE) for p in paths]).astype(np.float32)
+    images = np.stack([load_image(p, SIZE) for p in paths]).astype(np.float32)
     return runs.load_model(tiny["run_dir"]).predict(images, verbose=0)
 
 

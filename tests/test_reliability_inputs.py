@@ -27,7 +27,7 @@ from PIL import Image
 
 import core.jobs
 from conftest import ROOT, jpeg_bytes
-from core import data
+from core import data, images
 from core.jobs import JobRegistry
 
 from apptest_helpers import assert_clean, open_app, texts  # noqa: E402
@@ -179,7 +179,7 @@ def scanned(corpus):
 def test_scan_uses_or_skips_each_case_with_a_reason(case, corpus, scanned):
     path = os.path.join(corpus, case.path)
     used = {p: scanned.classes[label] for p, label in scanned.splits["train"]}
-    skipped = {s.path: s.reason for s in scanned.skipped}
+    skipped = {s.path: str(s.reason) for s in scanned.skipped}
     if case.expect == "use":
         assert path in used, skipped.get(path)
         assert used[path] == case.path.split("/")[0]  # labelled by its top class folder, even nested
@@ -191,15 +191,15 @@ def test_scan_uses_or_skips_each_case_with_a_reason(case, corpus, scanned):
 
 @pytest.mark.parametrize("case", [c for c in CASES if c.colour], ids=[c.path for c in CASES if c.colour])
 def test_used_files_are_converted_to_the_right_rgb(case, corpus):
-    image = data.load_image(os.path.join(corpus, case.path), 8, resize="stretch")
+    image = images.load_image(os.path.join(corpus, case.path), 8, resize="stretch")
     assert image.shape == (8, 8, 3) and image.dtype == np.uint8
     assert np.abs(image[4, 4].astype(int) - case.colour).max() <= 12, image[4, 4]
 
 
 def test_exif_rotated_jpeg_is_upright(corpus):
     path = os.path.join(corpus, "a/rotated.jpg")
-    assert data.open_image(path).size == (20, 40)
-    image = data.load_image(path, 20, resize="stretch")
+    assert images.open_image(path).size == (20, 40)
+    image = images.load_image(path, 20, resize="stretch")
     top, bottom = image[2, 10].astype(int), image[-3, 10].astype(int)
     assert top[0] > 200 and top[2] < 60, top  # red on top
     assert bottom[2] > 200 and bottom[0] < 60, bottom  # blue below
@@ -207,7 +207,7 @@ def test_exif_rotated_jpeg_is_upright(corpus):
 
 def test_folder_cases_are_reported(scanned):
     assert scanned.classes == ["a", "b ü", "one"]  # the empty folder is not a class
-    assert any("'empty' is empty" in w for w in scanned.warnings)
+    assert any("'empty' is empty" in str(w) for w in scanned.warnings)
     assert scanned.counts()["train"]["one"] == 1
     assert len(scanned.skipped) == len(SKIPPED)
     # the symlink loop was followed once, not forever: every file is listed once
@@ -297,8 +297,8 @@ def test_unreadable_folder_and_files_are_refused_with_a_reason():
 
         def report():
             scanned = data.scan(ds, val_fraction=0, test_fraction=0)
-            return {"skipped": {s.path: s.reason for s in scanned.skipped}, "classes": scanned.classes,
-                    "warnings": scanned.warnings}
+            return {"skipped": {s.path: str(s.reason) for s in scanned.skipped}, "classes": scanned.classes,
+                    "warnings": [str(w) for w in scanned.warnings]}
 
         assert "cannot be read (permission denied)" in _as_nobody(locked_error)
         seen = _as_nobody(report)
@@ -513,11 +513,11 @@ def test_names_that_are_not_utf8_are_read_and_shown_with_replacement_characters(
     assert ds.classes == ["caf\ufffd\ufffd", "dogs"] and ds.class_folders == [NOT_UTF8, "dogs"]
     assert json.loads(json.dumps(ds.classes)) == ds.classes  # stored and read back as shown
     for name in ds.classes + [ds.summary()] + ds.warnings:
-        name.encode("utf-8")  # what Streamlit does with every string it sends
+        str(name).encode("utf-8")  # what Streamlit does with every string it sends
     used = [p for p, _ in ds.splits["train"]]
     assert os.path.join(str(root), "dogs", f"{NOT_UTF8}.png") in used  # read by its real path
-    assert data.load_image(os.path.join(str(root), "dogs", f"{NOT_UTF8}.png"), 8)[4, 4].tolist() == list(GREEN)
-    assert data.display_name(NOT_UTF8) == "caf\ufffd\ufffd"
+    assert images.load_image(os.path.join(str(root), "dogs", f"{NOT_UTF8}.png"), 8)[4, 4].tolist() == list(GREEN)
+    assert images.display_name(NOT_UTF8) == "caf\ufffd\ufffd"
 
 
 def test_big_images_shrink_while_decoding(tmp_path):
@@ -527,9 +527,9 @@ def test_big_images_shrink_while_decoding(tmp_path):
     path = tmp_path / "big.png"
     Image.new("RGBA", (3000, 3000), (255, 0, 0, 128)).save(path)
     decoded = 3000 * 3000 * 4
-    script = ("import resource, sys; from core import data; import numpy as np\n"
+    script = ("import resource, sys; from core import images; import numpy as np\n"
               "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-              f"image = data.load_image({str(path)!r}, 64)\n"
+              f"image = images.load_image({str(path)!r}, 64)\n"
               "after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
               "print((after - before) * 1024, image[32, 32].tolist())\n")
     out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
@@ -549,13 +549,13 @@ def test_decoded_bytes_in_flight_have_a_cap_with_a_clear_message():
     """Issue 18.6: twenty small PNGs that decode to 160 MB each took 3.4 GB at once."""
     big = _big_png(2000)  # 16 MB decoded, 20 kB uploaded
     with pytest.raises(ValueError, match="too big once decoded \\(16 MB, over the 10 MB .*use a smaller image"):
-        data.load_image(io.BytesIO(big), 32, budget=data.DecodeBudget(10 * 1024 ** 2))
-    server = data.DecodeBudget(40 * 1024 ** 2, wait_seconds=0.2)
-    request = data.DecodeBudget(30 * 1024 ** 2, wait_seconds=0.2, parent=server)
-    assert data.load_image(io.BytesIO(big), 32, budget=request)[0, 0].tolist() == list(BLUE)
+        images.load_image(io.BytesIO(big), 32, budget=images.DecodeBudget(10 * 1024 ** 2))
+    server = images.DecodeBudget(40 * 1024 ** 2, wait_seconds=0.2)
+    request = images.DecodeBudget(30 * 1024 ** 2, wait_seconds=0.2, parent=server)
+    assert images.load_image(io.BytesIO(big), 32, budget=request)[0, 0].tolist() == list(BLUE)
     with server.hold(30 * 1024 ** 2):  # another user's images fill the server's budget
         with pytest.raises(ValueError, match="the server is busy decoding other images; try again"):
-            data.load_image(io.BytesIO(big), 32, budget=request)
+            images.load_image(io.BytesIO(big), 32, budget=request)
     assert server.in_use == request.in_use == 0  # everything given back, refused or not
 
 
@@ -563,7 +563,7 @@ def test_predict_uploads_decode_within_the_request_budget(monkeypatch):
     """The Predict page's path (core.predict.predict_files): past the cap a row says why, the others go on."""
     from core import predict
 
-    monkeypatch.setattr(data, "REQUEST_DECODE_BYTES", 10 * 1024 ** 2)
+    monkeypatch.setattr(images, "REQUEST_DECODE_BYTES", 10 * 1024 ** 2)
     monkeypatch.setattr(predict, "predict_images", lambda p, images: np.full((len(images), 2), 0.5, np.float32))
     predictor = predict.Predictor(None, ["a", "b"], 32)
     rows = predict.predict_files(predictor, [("big.png", _big_png(2000)), ("small.jpg", jpeg_bytes())])

@@ -8,8 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from core import features, metrics, runs
-from core import data as data_mod
+from core import features, metrics, pipeline, runs
 from core.jobs import Job, JobBusy, JobRegistry, TrainConfig
 
 
@@ -107,7 +106,7 @@ def test_an_error_in_the_thread_becomes_a_readable_failed_job(shapes, runs_dir, 
     def boom(*a, **k):
         raise MemoryError()
 
-    monkeypatch.setattr(data_mod, "load_arrays", boom)
+    monkeypatch.setattr(pipeline, "load_arrays", boom)
     registry = JobRegistry()
     job = registry.start(_config(shapes, runs_dir))
     job.thread.join(60)

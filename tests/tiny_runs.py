@@ -17,7 +17,7 @@ def make_tiny_run(base: str, epochs: int = 15) -> dict:
     """{run_dir, data, classes, images (uint8 test images), paths}: a finished run of the tiny convnet."""
     import keras
 
-    from core import data, runs
+    from core import data, pipeline, runs
     from core.sample import make_shapes
     from tiny_models import tiny_convnet
 
@@ -26,8 +26,8 @@ def make_tiny_run(base: str, epochs: int = 15) -> dict:
     for split, n, seed in (("train", 24, 0), ("validation", 6, 1), ("test", 8, 2)):
         make_shapes(os.path.join(root, split), per_class=n, size=SIZE, seed=seed, classes=classes)
     ds = data.scan(root)
-    x, y, _ = data.load_arrays(ds.splits["train"], SIZE)
-    xt, yt, paths = data.load_arrays(ds.splits["test"], SIZE)
+    x, y, _ = pipeline.load_arrays(ds.splits["train"], SIZE)
+    xt, yt, paths = pipeline.load_arrays(ds.splits["test"], SIZE)
     keras.utils.set_random_seed(0)
     model = tiny_convnet(SIZE)
     model.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy", metrics=["accuracy"])

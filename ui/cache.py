@@ -11,7 +11,7 @@ import threading
 import numpy as np
 import streamlit as st
 
-from core import data, sample
+from core import data, images, sample
 from ui.i18n import N_, fmt_int, t
 
 
@@ -58,7 +58,7 @@ def thumbnail(path: str, size: int = 112) -> np.ndarray | None:
 @st.cache_data(show_spinner=False, max_entries=2048)
 def _thumbnail(path: bytes, size: int) -> np.ndarray | None:
     try:
-        return data.load_image(os.fsdecode(path), size)
+        return images.load_image(os.fsdecode(path), size)
     except (ValueError, OSError):
         return None
 

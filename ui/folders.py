@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 
-from core import data
+from core import data, images
 from core.files import read_json, write_json
 from core.messages import N_, Explained
 from core.runs import default_runs_dir
@@ -37,7 +37,7 @@ def allowed_folder(path: str, roots: list[str] | None = None) -> str:
     except (ValueError, OSError) as e:  # e.g. an embedded NUL byte, which no file name can hold
         raise FolderNotAllowed(N_("This is not a valid path on this server ({why})."), why=str(e)) from None
     if real is None:
-        shown = data.display_name(os.path.realpath(os.path.expanduser(str(path).strip())))
+        shown = images.display_name(os.path.realpath(os.path.expanduser(str(path).strip())))
         raise FolderNotAllowed(
             N_("{folder} is outside the folders this server may read ({roots}). Choose a folder inside "
                "one of them, or restart the app with TRANSFERLAB_DATA_ROOTS set to include it."),

@@ -16,7 +16,7 @@ import numpy as np
 import streamlit as st
 
 import core.jobs
-from core import data
+from core import images, pipeline
 from core.cam_methods import DEFAULT_CAM_METHOD
 from core.jobs import STRATEGY_LABELS
 from core.runs import Run, list_runs, model_saved_at
@@ -27,7 +27,7 @@ RUN = "inside_run"            # the run Inspect, Visualize and Predict look at: 
 INSPECT_IMAGE = "inspect_image"  # Inspect's image picker keys (Evaluate preselects them)
 INSPECT_SOURCE = "inspect_source"
 INSPECT_MISTAKES = "inspect_mistakes"
-UPLOAD_TYPES = sorted(e.lstrip(".") for e in data.IMAGE_EXTENSIONS)
+UPLOAD_TYPES = sorted(e.lstrip(".") for e in images.IMAGE_EXTENSIONS)
 # The split a run was evaluated on, as the image picker offers it and as the run picker scores it.
 SPLIT_IMAGES = {"test": N_("The run's test images"), "validation": N_("The run's validation images")}
 SPLIT_ACCURACY = {"test": N_("test {accuracy}"), "validation": N_("validation {accuracy}")}
@@ -164,7 +164,7 @@ def image_picker(run: Run, key: str) -> Picked | None:
         st.error(t("{path} cannot be read any more: {why}.", path=widgets.plain(path),
                    why=widgets.plain(i18n.error_text(e))))
         return None
-    return Picked(image, data.display_name(os.path.basename(path)), by_path[path]["true"])
+    return Picked(image, images.display_name(os.path.basename(path)), by_path[path]["true"])
 
 
 def _uploaded(run: Run, key: str) -> Picked | None:
@@ -174,7 +174,7 @@ def _uploaded(run: Run, key: str) -> Picked | None:
         return None
     size, resize = image_size(run)
     try:
-        return Picked(data.load_image(upload, size, resize), upload.name)
+        return Picked(images.load_image(upload, size, resize), upload.name)
     except ValueError as e:
         st.error(t("{name} cannot be used: {why}.", name=widgets.plain(upload.name),
                    why=widgets.plain(i18n.error_text(e))))
@@ -183,7 +183,7 @@ def _uploaded(run: Run, key: str) -> Picked | None:
 
 def record_label(record: dict, names: list[str]) -> str:
     """'cat.1503.jpg — cats ✓' or 'dog.1520.jpg — dogs, predicted cats ✗'."""
-    image, true = data.display_name(os.path.basename(record["path"])), names[record["true"]]
+    image, true = images.display_name(os.path.basename(record["path"])), names[record["true"]]
     if record["true"] == record["pred"]:
         return t("{image} — {true} ✓", image=image, true=true)
     return t("{image} — {true}, predicted {predicted} ✗", image=image, true=true, predicted=names[record["pred"]])
@@ -197,7 +197,7 @@ def run_image(path: str, size: int, resize: str) -> np.ndarray:
 @st.cache_data(show_spinner=False, max_entries=256)
 def _run_image(path: bytes, size: int, resize: str) -> np.ndarray:
     path = os.fsdecode(path)
-    return data.load_image(path, size, resize)
+    return images.load_image(path, size, resize)
 
 
 def _forget_if_not_in(key: str, options) -> None:
@@ -224,7 +224,7 @@ def inspect_link(run: Run, paths: list[str]) -> None:
     """Choose one of these images and open it on the Inspect page."""
     left, right = st.columns([3, 1], vertical_alignment="bottom")
     path = left.selectbox(t("Look inside the model for one of these images"), paths, key="eval_inspect_image",
-                          format_func=lambda p: data.display_name(os.path.basename(p)))
+                          format_func=lambda p: images.display_name(os.path.basename(p)))
     if right.button(t("Open in Inspect"), key="eval_open_inspect", icon=":material/center_focus_strong:"):
         open_in_inspect(run, path)
 
@@ -275,6 +275,13 @@ def cam_overlay(image: np.ndarray, heat: np.ndarray, opacity: float = 0.4) -> np
     from core import explain
 
     return explain.overlay(image, heat, opacity)
+
+
+def feature_grid(acts: np.ndarray, n: int, cols: int, scale: int) -> np.ndarray:
+    """core.explain.feature_grid, imported when first drawn (core.explain imports TensorFlow)."""
+    from core import explain
+
+    return explain.feature_grid(acts, n, cols=cols, scale=scale)
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
@@ -352,7 +359,7 @@ def test_sample(run: Run, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray
     order = np.random.default_rng(seed).permutation(len(records))[:n]
     items = [(records[i]["path"], records[i]["true"]) for i in sorted(order)]
     size, resize = image_size(run)
-    images, labels, _ = data.load_arrays(items, size, resize=resize)
+    images, labels, _ = pipeline.load_arrays(items, size, resize=resize)
     return images, labels
 
 

@@ -11,7 +11,7 @@ import os
 import numpy as np
 import streamlit as st
 
-from core import data, export, predict
+from core import export, images, predict
 from core.runs import Run
 from ui import inside
 from ui.i18n import t
@@ -43,7 +43,7 @@ def _predict_uploads(ref, classes: tuple, size: int, resize: str, files: tuple) 
 def upload_thumbnail(content: bytes) -> np.ndarray | None:
     """A small square view of an uploaded image; None when it cannot be read."""
     try:
-        return data.load_image(io.BytesIO(content), THUMBNAIL, budget=data.DECODE_BUDGET)
+        return images.load_image(io.BytesIO(content), THUMBNAIL, budget=images.DECODE_BUDGET)
     except (ValueError, OSError):
         return None
 

@@ -6,7 +6,7 @@ import re
 
 import streamlit as st
 
-from core.data import display_name
+from core.images import display_name
 from ui import state
 from ui.i18n import N_, fmt_int, fmt_num, fmt_pct, t
 
