@@ -115,9 +115,11 @@ def test_every_page_in_japanese_through_the_main_flow(page_ja: Page, app_url):
     go_to(page, "Train")
     main = main_area(page)
     main.get_by_test_id("stRadio").get_by_text(ja("From scratch"), exact=True).click()
+    idle(page)
     size = main.get_by_test_id("stSlider").filter(has_text=ja("Image size (px)"))
     size.get_by_role("slider").focus()
     page.keyboard.press("Home")  # the smallest size: a training of seconds
+    idle(page)
     epochs = main.get_by_label(ja("Epochs"), exact=True)
     epochs.fill("2")
     epochs.press("Enter")
