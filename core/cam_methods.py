@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from core.messages import N_
+
 
 def grad_cam_weights(fmap, grads):
     """One weight per channel: its gradient averaged over the map (Selvaraju et al. 2017)."""
@@ -35,13 +37,13 @@ def grad_cam_plus_plus_weights(fmap, grads):
 class CamMethod:
     weights: Callable  # (feature maps (N, H, W, C), d score / d maps) -> channel weights (N, C)
     label: str
-    description: str   # one sentence, shown beside the method's name
+    description: str   # one sentence, shown beside the method's name (marked N_: the page translates it)
 
 
 CAM_METHODS: dict[str, CamMethod] = {
     "grad-cam++": CamMethod(grad_cam_plus_plus_weights, "Grad-CAM++",
-                            "counts only positive gradients, weighted so small and large regions count "
-                            "alike: it covers the whole object more often."),
-    "grad-cam": CamMethod(grad_cam_weights, "Grad-CAM", "weighs each channel by its mean gradient."),
+                            N_("counts only positive gradients, weighted so small and large regions count "
+                               "alike: it covers the whole object more often.")),
+    "grad-cam": CamMethod(grad_cam_weights, "Grad-CAM", N_("weighs each channel by its mean gradient.")),
 }
 DEFAULT_CAM_METHOD = "grad-cam++"  # on real photos it covers the whole object more often (docs/BENCHMARKS.md, cats)
