@@ -19,7 +19,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from core.explain import ClassScores, as_model_batch, as_model_input, compiled, probabilities
+from core.explain import (ClassScores, ExplainError, as_model_batch, as_model_input, class_out_of_range, compiled,
+                          probabilities)
+from core.messages import N_
 from core.visualize import capped_steps
 
 
@@ -46,8 +48,8 @@ def loss_gradient(model: keras.Model, x: np.ndarray, labels) -> np.ndarray:
 
 def _pixels(epsilon: float) -> float:
     if not 0 <= epsilon <= 1:
-        raise ValueError(f"epsilon is a fraction of the pixel range (e.g. 2/255 = {2 / 255:.4f}); "
-                         f"got {epsilon}.")
+        raise ExplainError(N_("epsilon is a fraction of the pixel range (e.g. 2/255 = {example}); got {epsilon}."),
+                           example=f"{2 / 255:.4f}", epsilon=epsilon)
     return float(epsilon) * 255.0
 
 
@@ -82,7 +84,7 @@ def targeted_attack(model: keras.Model, image, target_class: int, epsilon: float
     """
     n_classes = int(model.outputs[0].shape[-1])
     if not 0 <= target_class < n_classes:
-        raise ValueError(f"Class index {target_class} is out of range: the model has {n_classes} classes.")
+        raise class_out_of_range(target_class, n_classes)
     x0 = as_model_input(model, image)[None]
     eps = _pixels(epsilon)
     alpha = _pixels(step_size) if step_size is not None else eps / 4

@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
+from core.messages import ConfigError, N_
+
 
 @dataclass
 class AugmentConfig:
@@ -40,7 +42,8 @@ class AugmentConfig:
     def preset(cls, name: str) -> "AugmentConfig":
         presets = {"classic": cls.classic, "light": cls.light}
         if name not in presets:
-            raise ValueError(f"Unknown augmentation preset '{name}': choose one of {', '.join(presets)}.")
+            raise ConfigError(N_("Unknown augmentation preset '{preset}': choose one of {choices}."),
+                              preset=name, choices=", ".join(presets))
         return presets[name]()
 
     @classmethod

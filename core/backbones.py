@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from core.messages import Explained, Message, N_
+
 
 @dataclass(frozen=True)
 class Backbone:
@@ -18,14 +20,15 @@ class Backbone:
     default_unfreeze: int  # top layers fine-tuning unfreezes unless told otherwise
     kwargs: tuple = ()     # extra constructor arguments, as (name, value) pairs
 
-    def size_problem(self, image_size: int) -> str | None:
+    def size_problem(self, image_size: int) -> Message | None:
         """Why this base cannot take images of image_size px, or None when it can."""
         if image_size < self.min_size:
-            return f"{self.label} needs images of at least {self.min_size} px."
+            return Message(N_("{base} needs images of at least {size} px."),
+                           {"base": self.label, "size": self.min_size})
         return None
 
 
-class WeightsUnavailable(RuntimeError):
+class WeightsUnavailable(Explained, RuntimeError):
     """Pretrained weights are missing from the Keras cache and could not be downloaded."""
 
 

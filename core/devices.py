@@ -16,6 +16,8 @@ import contextlib
 import os
 import sys
 
+from core.messages import ConfigError, N_
+
 THREADS_ENV = "TRANSFERLAB_TF_THREADS"
 _configured = False
 _tensorflow_started = False
@@ -43,7 +45,8 @@ def tf_threads() -> int | None:
     try:
         return max(1, int(value))
     except ValueError:
-        raise ValueError(f"{THREADS_ENV} must be a number of threads or 'auto', not '{value}'.") from None
+        raise ConfigError(N_("{setting} must be a number of threads or 'auto', not '{value}'."),
+                          setting=THREADS_ENV, value=value) from None
 
 
 def limit_threads() -> int | None:
@@ -141,7 +144,7 @@ def pick_strategy(devices: list[str] | None = None):
     else:
         names = [_known_device(d) for d in devices]
         if not names:
-            raise ValueError("No device given: name at least one, e.g. /gpu:0.")
+            raise ConfigError(N_("No device given: name at least one, e.g. /gpu:0."))
     if len(names) == 1:
         return tf.distribute.OneDeviceStrategy(names[0])
     return tf.distribute.MirroredStrategy(names)
@@ -159,7 +162,8 @@ def _known_device(name: str) -> str:
         if spec and spec.device_type and d.device_type == spec.device_type.upper() \
                 and int(full.rsplit(":", 1)[-1]) == (spec.device_index or 0):
             return full
-    raise ValueError(f"Unknown device '{name}': this machine has {', '.join(known)}.")
+    raise ConfigError(N_("Unknown device '{device}': this machine has {devices}."),
+                      device=name, devices=", ".join(known))
 
 
 def global_batch(batch: int, replicas: int, smallest_split: int) -> int:
@@ -173,8 +177,9 @@ def global_batch(batch: int, replicas: int, smallest_split: int) -> int:
     if replicas == 1 or smallest_split >= total:
         return total
     if smallest_split < replicas:
-        raise ValueError(f"Training on {replicas} replicas needs at least {replicas} training and "
-                         f"{replicas} validation images (the smallest split has {smallest_split}).")
+        raise ConfigError(N_("Training on {replicas} replicas needs at least {replicas} training and {replicas} "
+                             "validation images (the smallest split has {smallest})."),
+                          replicas=replicas, smallest=smallest_split)
     return smallest_split - smallest_split % replicas
 
 

@@ -31,7 +31,12 @@ import tensorflow as tf
 
 from core import graph
 from core.cam_methods import CAM_METHODS, DEFAULT_CAM_METHOD
+from core.messages import Explained, N_
 from core.models import HEAD_PREFIX, NON_BASE
+
+
+class ExplainError(Explained, ValueError):
+    """A layer, class, method or image that cannot be looked at this way, in one sentence."""
 
 # Models saved before augmentation moved into the input pipeline still carry an "augmentation" layer.
 _NOT_FEATURES = frozenset(NON_BASE) | {"augmentation"}
@@ -78,8 +83,8 @@ def last_conv_layer(model: keras.Model) -> str:
     """The last layer with a 4-D output before the head: Grad-CAM's default layer."""
     names = conv_layers(model)
     if not names:
-        raise ValueError(f"Model '{model.name}' has no layer with a 4-D (height x width x channels) "
-                         "output, so there is no feature map to inspect.")
+        raise ExplainError(N_("Model '{model}' has no layer with a 4-D (height x width x channels) output, so "
+                              "there is no feature map to inspect."), model=model.name)
     return names[-1]
 
 
@@ -103,7 +108,7 @@ def as_model_input(model: keras.Model, image) -> np.ndarray:
     if x.ndim == 2:
         x = x[..., None]
     if x.ndim != 3:
-        raise ValueError(f"Expected one image (H x W x channels), got an array of shape {x.shape}.")
+        raise ExplainError(N_("Expected one image (H x W x channels), got an array of shape {shape}."), shape=x.shape)
     if x.shape[-1] == 1:
         x = np.repeat(x, 3, axis=-1)
     elif x.shape[-1] == 4:
@@ -133,7 +138,7 @@ def _is_single(images) -> bool:
 
 def _output_layer(model: keras.Model):
     if len(model.inputs) != 1 or len(model.outputs) != 1:
-        raise ValueError("Only models with one image input and one probability output can be explained.")
+        raise ExplainError(N_("Only models with one image input and one probability output can be explained."))
     return graph.producer(model.outputs[0])
 
 
@@ -194,11 +199,20 @@ def activations(model: keras.Model, image, layer_name: str, max_channels: int | 
     The sub-model and its tf.function are built once per (model, layer): repeated calls are fast.
     """
     if layer_name not in conv_layers(model):
-        raise ValueError(f"'{layer_name}' is not a feature-map layer of '{model.name}'. "
-                         f"Choose one of conv_layers(model), e.g. '{last_conv_layer(model)}'.")
+        raise ExplainError(N_("'{layer}' is not a feature-map layer of '{model}'. Choose one of conv_layers(model), "
+                              "e.g. '{example}'."), layer=layer_name, model=model.name, example=last_conv_layer(model))
     fn = compiled(model, ("activations", layer_name), lambda: _make_activations(model, layer_name))
     acts = fn(tf.constant(as_model_input(model, image)[None])).numpy()[0]
     return acts[..., :max_channels] if max_channels else acts
+
+
+def not_a_feature_map(layer_name: str, model: keras.Model) -> ExplainError:
+    return ExplainError(N_("'{layer}' is not a feature-map layer of '{model}'."), layer=layer_name, model=model.name)
+
+
+def class_out_of_range(class_index: int, n_classes: int) -> ExplainError:
+    return ExplainError(N_("Class index {index} is out of range: the model has {n} classes."),
+                        index=class_index, n=n_classes)
 
 
 def feature_grid(acts: np.ndarray, n: int | None = None, cols: int = 8, pad: int = 1,
@@ -212,7 +226,7 @@ def feature_grid(acts: np.ndarray, n: int | None = None, cols: int = 8, pad: int
     """
     acts = np.asarray(acts, dtype=np.float32)
     if acts.ndim != 3:
-        raise ValueError(f"Expected activations of shape (H, W, C), got {acts.shape}.")
+        raise ExplainError(N_("Expected activations of shape (H, W, C), got {shape}."), shape=acts.shape)
     h, w, c = acts.shape
     n = c if n is None else max(1, min(n, c))
     cols = max(1, min(cols, n))
@@ -264,12 +278,13 @@ def grad_cam(model: keras.Model, image, class_index: int | None = None,
     """
     layer_name = layer_name or last_conv_layer(model)
     if layer_name not in conv_layers(model):
-        raise ValueError(f"'{layer_name}' is not a feature-map layer of '{model.name}'.")
+        raise not_a_feature_map(layer_name, model)
     if method not in CAM_METHODS:
-        raise ValueError(f"Unknown Grad-CAM method '{method}': choose one of {', '.join(CAM_METHODS)}.")
+        raise ExplainError(N_("Unknown Grad-CAM method '{method}': choose one of {choices}."),
+                           method=method, choices=", ".join(CAM_METHODS))
     n_classes = int(model.outputs[0].shape[-1])
     if class_index is not None and not 0 <= class_index < n_classes:
-        raise ValueError(f"Class index {class_index} is out of range: the model has {n_classes} classes.")
+        raise class_out_of_range(class_index, n_classes)
     fn = compiled(model, ("grad_cam", layer_name, method), lambda: _make_grad_cam(model, layer_name, method))
     x = tf.constant(as_model_input(model, image)[None])
     heat, c, probs = fn(x, tf.constant(-1 if class_index is None else int(class_index), tf.int32))

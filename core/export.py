@@ -31,6 +31,7 @@ import zipfile
 from datetime import datetime, timezone
 
 from core import devices, files, runs
+from core.messages import Explained, N_, message_of
 
 FORMATS = ("keras", "savedmodel", "tflite")
 INFO_FILE = "export.json"
@@ -40,11 +41,11 @@ TMP_EXPORT = files.TMP_PREFIX + "export-"  # + pid: the folder an export is writ
 STALE_AFTER_S = 3600  # a temporary export folder untouched this long, of a process gone, is swept
 
 
-class ExportError(ValueError):
+class ExportError(Explained, ValueError):
     """An export that cannot start (bad run, format or folder), with a sentence saying what to do."""
 
 
-class ExportFailed(RuntimeError):
+class ExportFailed(Explained, RuntimeError):
     """The converter itself failed on this model."""
 
 
@@ -57,27 +58,28 @@ def open_run(run_dir: str) -> runs.Run:
     try:
         return runs.open_run(run_dir)
     except runs.NotARun as e:
-        raise ExportError(str(e)) from None
+        raise ExportError(e.message) from None
 
 
 def export_run(run_dir: str, fmt: str, int8: bool = False, out: str | None = None) -> dict:
     """Export the run's best model; returns what the CLI prints (paths, size, seconds)."""
     t0 = time.time()
     if fmt not in FORMATS:
-        raise ExportError(f"Unknown format '{fmt}': choose one of {', '.join(FORMATS)}.")
+        raise ExportError(N_("Unknown format '{format}': choose one of {choices}."),
+                          format=fmt, choices=", ".join(FORMATS))
     if int8 and fmt != "tflite":
-        raise ExportError("int8 quantization applies to the tflite format only.")
+        raise ExportError(N_("int8 quantization applies to the tflite format only."))
     run = open_run(run_dir)
     config = run.config
     out = out or runs.export_dir(run_dir)
     target = os.path.join(out, export_name(fmt, int8))
     if os.path.exists(target) and not os.path.exists(os.path.join(target, INFO_FILE)):
-        raise ExportError(f"{target} exists and is not an earlier export: move it away or choose "
-                          "another output folder.")
+        raise ExportError(N_("{folder} exists and is not an earlier export: move it away or choose another "
+                             "output folder."), folder=target)
     try:
         model = runs.load_model(run_dir)
     except (FileNotFoundError, runs.ModelUnavailable) as e:
-        raise ExportError(str(e)) from None
+        raise ExportError(message_of(e)) from None
     representative = representative_images(config) if int8 else None
     created = not os.path.exists(out)
     tmp = _temp_folder(out)
@@ -94,7 +96,7 @@ def export_run(run_dir: str, fmt: str, int8: bool = False, out: str | None = Non
         if created and os.path.isdir(out) and not os.listdir(out):
             os.rmdir(out)
         if isinstance(e, OSError):  # the disk filled up, or the folder went read-only or away
-            raise ExportError(f"Cannot write to {out}: {files.why_unwritable(e)}.") from None
+            raise ExportError(N_("Cannot write to {folder}: {why}."), folder=out, why=files.why_unwritable(e)) from None
         raise
     model_path = os.path.join(target, MODEL_FILES[fmt])
     return {"run_dir": run_dir, "format": fmt, "int8": bool(int8), "folder": target, "path": model_path,
@@ -115,7 +117,7 @@ def write_saved_model(model, folder: str, representative=None) -> str:
     try:
         model.export(path, format="tf_saved_model", verbose=False)
     except Exception as e:
-        raise ExportFailed(f"SavedModel export failed: {type(e).__name__}: {e}") from e
+        raise ExportFailed(N_("SavedModel export failed: {error}"), error=f"{type(e).__name__}: {e}") from e
     return path
 
 
@@ -137,8 +139,9 @@ def write_tflite(model, folder: str, representative=None) -> str:
         with devices.native_stderr_silenced():  # the converter's C++ side logs to fd 2
             flat = converter.convert()
     except Exception as e:
-        kind = "int8 " if representative is not None else ""
-        raise ExportFailed(f"TFLite {kind}conversion failed: {type(e).__name__}: {e}") from e
+        failed = N_("TFLite int8 conversion failed: {error}") if representative is not None else \
+            N_("TFLite conversion failed: {error}")
+        raise ExportFailed(failed, error=f"{type(e).__name__}: {e}") from e
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     path = os.path.join(folder, MODEL_FILES["tflite"])
@@ -234,7 +237,8 @@ def representative_images(config: dict, n: int = REPRESENTATIVE_IMAGES):
         ds = data.scan(root, config.get("val_fraction", 0.15), config.get("test_fraction", 0.15),
                        config.get("seed", 0))
     except data.DatasetError as e:
-        raise ExportError(f"int8 calibrates on some of the run's training images, which cannot be read: {e}") from None
+        raise ExportError(N_("int8 calibrates on some of the run's training images, which cannot be read: {reason}"),
+                          reason=message_of(e)) from None
     items = list(ds.splits["train"])
     random.Random(0).shuffle(items)
     images = []
@@ -246,7 +250,8 @@ def representative_images(config: dict, n: int = REPRESENTATIVE_IMAGES):
         if len(images) >= n:
             break
     if not images:
-        raise ExportError(f"int8 calibrates on the run's training images, and none in {root} can be read.")
+        raise ExportError(N_("int8 calibrates on the run's training images, and none in {folder} can be read."),
+                          folder=root)
     return np.stack(images)
 
 
@@ -259,7 +264,8 @@ def _temp_folder(out: str) -> str:
         sweep_stale_exports(out)
         return tempfile.mkdtemp(prefix=f"{TMP_EXPORT}{os.getpid()}-", dir=out)
     except OSError as e:
-        raise ExportError(f"Cannot write to {out} ({e.strerror or e}): choose another output folder.") from None
+        raise ExportError(N_("Cannot write to {folder} ({error}): choose another output folder."),
+                          folder=out, error=str(e.strerror or e)) from None
 
 
 def sweep_stale_exports(out: str, max_age: float = STALE_AFTER_S) -> list[str]:

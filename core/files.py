@@ -10,16 +10,20 @@ import os
 import tempfile
 from contextlib import suppress
 
+from core.messages import Message, N_
+
 TMP_PREFIX = ".tmp-"  # temporary files and folders, renamed into place when complete
 
-WHY_UNWRITABLE = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
-                  errno.EROFS: "it is read-only", errno.ENOENT: "it was deleted",
-                  errno.EACCES: "permission denied", errno.EPERM: "permission denied"}
+WHY_UNWRITABLE = {errno.ENOSPC: N_("the disk is full"), errno.EDQUOT: N_("the disk quota is used up"),
+                  errno.EROFS: N_("it is read-only"), errno.ENOENT: N_("it was deleted"),
+                  errno.EACCES: N_("permission denied"), errno.EPERM: N_("permission denied")}
 
 
-def why_unwritable(e: OSError) -> str:
-    """'the disk is full', 'it is read-only', 'it was deleted', … for an OSError of a write."""
-    return WHY_UNWRITABLE.get(e.errno) or str(e.strerror or e).rstrip(".").lower()
+def why_unwritable(e: OSError) -> Message | str:
+    """'the disk is full', 'it is read-only', 'it was deleted', … for an OSError of a write (a
+    Message to put in a sentence); the system's own words, lower-cased, for any other error."""
+    known = WHY_UNWRITABLE.get(e.errno)
+    return Message(known) if known else str(e.strerror or e).rstrip(".").lower()
 
 
 def remove_quietly(path: str) -> None:
@@ -83,7 +87,7 @@ MAX_UNPACKED_RATIO = 20
 MAX_UNPACKED_BYTES = 4 * 1024 ** 3
 
 
-def zip_unpacks_too_large(path: str) -> str | None:
+def zip_unpacks_too_large(path: str) -> Message | None:
     """Why a zip archive (a .keras model) would unpack to too much, or None when it is reasonable.
     Reads only the archive's directory, never a member; not a zip at all is left to the loader."""
     import zipfile
@@ -95,6 +99,6 @@ def zip_unpacks_too_large(path: str) -> str | None:
         return None
     size = os.path.getsize(path)
     if declared > MAX_UNPACKED_BYTES or declared > MAX_UNPACKED_RATIO * size + 64 * 1024 ** 2:
-        return (f"it would unpack to {declared / 1e9:,.1f} GB from a file of {size / 1e6:,.1f} MB, "
-                "more than a model file ever does")
+        return Message(N_("it would unpack to {unpacked} GB from a file of {size} MB, more than a model file "
+                          "ever does"), {"unpacked": f"{declared / 1e9:,.1f}", "size": f"{size / 1e6:,.1f}"})
     return None

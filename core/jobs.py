@@ -21,17 +21,20 @@ from core import data as data_mod
 from core import pipeline, runs
 from core.augment import AugmentConfig
 from core.backbones import BACKBONES, WeightsUnavailable
+from core.messages import ConfigError, Explained, Message, N_, as_message, message_of
 
 # ---------------------------------------------------------------- settings and their defaults
 
 STRATEGIES = ("scratch", "feature-extraction", "fine-tune")
-STRATEGY_LABELS = {"scratch": "From scratch", "feature-extraction": "Feature extraction", "fine-tune": "Fine-tuning"}
+STRATEGY_LABELS = {"scratch": N_("From scratch"), "feature-extraction": N_("Feature extraction"),
+                   "fine-tune": N_("Fine-tuning")}
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
 RESIZE_MODES = ("crop", "stretch")
 DEFAULT_EPOCHS = {"scratch": 30, "feature-extraction": 30, "fine-tune": 10}
 DEFAULT_FINE_TUNE_EPOCHS = 10
 DEFAULT_LEARNING_RATE = 1e-3
 DEFAULT_DROPOUT = {"scratch": 0.5, "feature-extraction": 0.2, "fine-tune": 0.2}
+SCRATCH_MIN_SIZE = 48  # px: the scratch convnet's four conv + pool stages need at least this
 KEEP_FINISHED_JOBS = 3  # finished jobs a server keeps in memory (the rest live on disk)
 
 
@@ -69,14 +72,16 @@ class TrainConfig:
     memory_budget_mb: float | None = None
 
     def resolved(self) -> "TrainConfig":
-        """A copy with every default filled in, checked; raises ValueError on bad values."""
+        """A copy with every default filled in, checked; raises ConfigError (a ValueError) on bad values."""
         c = TrainConfig(**asdict(self))
         if c.strategy not in STRATEGIES:
-            raise ValueError(f"Unknown strategy '{c.strategy}': choose one of {', '.join(STRATEGIES)}.")
+            raise ConfigError(N_("Unknown strategy '{strategy}': choose one of {choices}."),
+                              strategy=c.strategy, choices=", ".join(STRATEGIES))
         if c.strategy == "scratch":
             c.base = "scratch"
         elif c.base not in BACKBONES:
-            raise ValueError(f"Unknown base '{c.base}': choose one of {', '.join(BACKBONES)}.")
+            raise ConfigError(N_("Unknown base '{base}': choose one of {choices}."),
+                              base=c.base, choices=", ".join(BACKBONES))
         c.epochs = DEFAULT_EPOCHS[c.strategy] if c.epochs is None else c.epochs
         if c.strategy == "fine-tune":
             c.fine_tune_epochs = DEFAULT_FINE_TUNE_EPOCHS if c.fine_tune_epochs is None else c.fine_tune_epochs
@@ -89,19 +94,21 @@ class TrainConfig:
             c.augment_config = AugmentConfig.classic().to_dict()
         for name, low in (("image_size", 16), ("batch_size", 1), ("epochs", 0), ("views", 1)):
             if int(getattr(c, name)) < low:
-                raise ValueError(f"--{name.replace('_', '-')} must be at least {low}.")
-        if c.strategy == "scratch" and c.image_size < 48:
-            raise ValueError("The scratch convnet needs images of at least 48 px (four conv + pool stages).")
+                raise ConfigError(N_("--{flag} must be at least {low}."), flag=name.replace("_", "-"), low=low)
+        if c.strategy == "scratch" and c.image_size < SCRATCH_MIN_SIZE:
+            raise ConfigError(N_("The scratch convnet needs images of at least {size} px (four conv + pool stages)."),
+                              size=SCRATCH_MIN_SIZE)
         if c.strategy != "scratch" and BACKBONES[c.base].size_problem(c.image_size):
-            raise ValueError(BACKBONES[c.base].size_problem(c.image_size))
+            raise ConfigError(BACKBONES[c.base].size_problem(c.image_size))
         if c.resize not in RESIZE_MODES:
-            raise ValueError(f"Unknown resize mode '{c.resize}': choose crop or stretch.")
+            raise ConfigError(N_("Unknown resize mode '{resize}': choose crop or stretch."), resize=c.resize)
         if c.optimizer.lower() not in OPTIMIZERS:
-            raise ValueError(f"Unknown optimizer '{c.optimizer}': choose {', '.join(OPTIMIZERS)}.")
+            raise ConfigError(N_("Unknown optimizer '{optimizer}': choose {choices}."),
+                              optimizer=c.optimizer, choices=", ".join(OPTIMIZERS))
         if not 0 <= c.dropout < 1:
-            raise ValueError("Dropout must be between 0 and 1.")
+            raise ConfigError(N_("Dropout must be between 0 and 1."))
         if c.memory_budget_mb is not None and c.memory_budget_mb < 0:
-            raise ValueError("--memory-budget-mb must be 0 or more.")
+            raise ConfigError(N_("--memory-budget-mb must be 0 or more."))
         pipeline.memory_budget(c.memory_budget_mb)  # a bad TRANSFERLAB_MEMORY_BUDGET_MB fails here
         return c
 
@@ -111,7 +118,7 @@ DEFAULTS = TrainConfig(data="")  # every default setting, for the command line a
 
 # ---------------------------------------------------------------- errors a user reads
 
-class JobBusy(RuntimeError):
+class JobBusy(Explained, RuntimeError):
     """A second training job while one is running."""
 
 
@@ -119,32 +126,34 @@ class Stopped(Exception):
     """Raised inside the job when the user asked to stop outside of model.fit."""
 
 
-# errno -> (what happened to the runs folder, what to do about it)
+# errno -> what happened to the runs folder and what to do about it ({detail}: the system's words)
+_NO_ACCESS = N_("The runs folder cannot be written: give this server write access or choose another runs folder "
+                "({detail}).")
 _WRITE_FAILURES = {
-    errno.ENOSPC: ("is full", "free some space, then start the training again"),
-    errno.EDQUOT: ("is full (disk quota exceeded)", "free some space, then start the training again"),
-    errno.EROFS: ("is read-only", "make it writable or choose another runs folder"),
-    errno.ENOENT: ("was deleted", "start the training again to create it anew"),
-    errno.EACCES: ("cannot be written", "give this server write access or choose another runs folder"),
-    errno.EPERM: ("cannot be written", "give this server write access or choose another runs folder"),
+    errno.ENOSPC: N_("The runs folder is full: free some space, then start the training again ({detail})."),
+    errno.EDQUOT: N_("The runs folder is full (disk quota exceeded): free some space, then start the training "
+                     "again ({detail})."),
+    errno.EROFS: N_("The runs folder is read-only: make it writable or choose another runs folder ({detail})."),
+    errno.ENOENT: N_("The runs folder was deleted: start the training again to create it anew ({detail})."),
+    errno.EACCES: _NO_ACCESS,
+    errno.EPERM: _NO_ACCESS,
 }
 _ALSO_FROM_READING = (errno.ENOENT, errno.EACCES, errno.EPERM)  # the user's images raise these too
 
 
-def write_failure_sentence(e: BaseException, runs_dir: str | None = None) -> str | None:
+def write_failure_sentence(e: BaseException, runs_dir: str | None = None) -> Message | None:
     """One sentence for a write to the runs folder that failed (disk full, read-only, folder deleted,
     no permission), or None when `e` is something else. Errors that reading the user's images can
     raise too count only for a path inside runs_dir (or an unknown path).
     """
+    if isinstance(e, runs.RunWriteError):
+        return e.message  # core.runs already said it in one sentence
     if not isinstance(e, OSError) or e.errno not in _WRITE_FAILURES:
         return None
-    if isinstance(e, runs.RunWriteError):  # core.runs said where and why; add what to do
-        return f"{e} {_WRITE_FAILURES[e.errno][1].capitalize()}."
     if e.errno in _ALSO_FROM_READING and e.filename and runs_dir and not _inside(str(e.filename), runs_dir):
         return None
-    what, advice = _WRITE_FAILURES[e.errno]
     detail = f"{e.strerror}: {e.filename}" if e.filename else (e.strerror or str(e))
-    return f"The runs folder {what}: {advice} ({detail})."
+    return Message(_WRITE_FAILURES[e.errno], {"detail": detail})
 
 
 def _inside(path: str, folder: str) -> bool:
@@ -159,19 +168,20 @@ def is_input_error(e: BaseException, runs_dir: str | None = None) -> bool:
     return isinstance(e, (data_mod.DatasetError, WeightsUnavailable, ValueError, FileNotFoundError))
 
 
-def readable_error(e: BaseException, runs_dir: str | None = None) -> str:
-    """One sentence a user can act on, for the errors a user can cause."""
+def readable_error(e: BaseException, runs_dir: str | None = None) -> Message:
+    """One sentence a user can act on, for the errors a user can cause (str() for the English)."""
     sentence = write_failure_sentence(e, runs_dir)
     if sentence:
         return sentence
     if is_input_error(e):
-        return str(e)
+        return as_message(message_of(e))
     if is_out_of_memory(e):
         tf = sys.modules.get("tensorflow")
         on_gpu = tf is not None and tf.config.list_physical_devices("GPU") and not isinstance(e, MemoryError)
-        return (f"Out of {'GPU memory' if on_gpu else 'memory'}: try a smaller batch size or image size "
-                f"({type(e).__name__}).")
-    return f"{type(e).__name__}: {e}"
+        sentence = (N_("Out of GPU memory: try a smaller batch size or image size ({error}).") if on_gpu else
+                    N_("Out of memory: try a smaller batch size or image size ({error})."))
+        return Message(sentence, {"error": type(e).__name__})
+    return Message(f"{type(e).__name__}: {e}")  # a failure of the program, not the user's: as it came
 
 
 def is_out_of_memory(e: BaseException) -> bool:
@@ -191,6 +201,16 @@ def train(config: TrainConfig, job: "Job") -> dict:
     from core import training
 
     return training.train(config, job)
+
+
+@dataclass(frozen=True)
+class LogLine:
+    """One line of a job's log: when, and the sentence (English in str(), translated by the UI)."""
+    time: str  # HH:MM:SS
+    message: Message
+
+    def __str__(self) -> str:
+        return f"[{self.time}] {self.message}"
 
 
 class Job:
@@ -214,8 +234,8 @@ class Job:
         self._eta_seconds: float | None = None
         self._batches: list[dict] = []
         self._epochs: list[dict] = []
-        self._logs: list[str] = []
-        self._error: str | None = None
+        self._logs: list[LogLine] = []
+        self._error: Message | None = None
         self._input_error = False  # the error was caused by the user's data or settings
         self._run_dir: str | None = None
         self._result: dict | None = None
@@ -232,7 +252,14 @@ class Job:
     batches = property(lambda self: self._read("_batches"))
     epochs = property(lambda self: self._read("_epochs"))
     logs = property(lambda self: self._read("_logs"))
-    error = property(lambda self: self._read("_error"))
+    error_message = property(lambda self: self._read("_error"))  # the Message, for the dashboard
+
+    @property
+    def error(self) -> str | None:
+        """The error in English (the command line, status.json), None when there is none."""
+        message = self.error_message
+        return None if message is None else str(message)
+
     input_error = property(lambda self: self._read("_input_error"))
     result = property(lambda self: self._read("_result"))
     finished = property(lambda self: self._read("_finished"))
@@ -262,7 +289,7 @@ class Job:
                 return  # already stopping, or over
             self._state = "stopping"
         self._stop.set()
-        self.log("Stop requested: finishing the current batch.")
+        self.log(N_("Stop requested: finishing the current batch."))
 
     def snapshot(self) -> dict:
         """A consistent copy of everything the UI shows."""
@@ -271,23 +298,27 @@ class Job:
                 "id": self.id, "state": self._state, "phase": self._phase,
                 "phase_progress": self._phase_progress, "eta_seconds": self._eta_seconds,
                 "batches": list(self._batches), "epochs": list(self._epochs), "logs": list(self._logs),
-                "error": self._error, "run_dir": self._run_dir, "result": self._result,
+                "error": None if self._error is None else str(self._error), "error_message": self._error,
+                "run_dir": self._run_dir, "result": self._result,
                 "config": asdict(self._config), "started": self.started, "finished": self._finished,
             }
 
     # -- called from the training thread
-    def log(self, message: str) -> None:
-        line = f"[{time.strftime('%H:%M:%S')}] {message}"
+    def log(self, msgid: str, **params) -> None:
+        """Add a line: `msgid` marked with N_, its {placeholders} filled from params. The echo (the
+        command line) gets it in English."""
+        line = LogLine(time.strftime("%H:%M:%S"), Message(msgid, params))
         with self._lock:
             self._logs.append(line)
         if self._echo:
-            self._echo(line)
+            self._echo(str(line))
 
     def set_phase(self, phase: str) -> None:
+        """phase: an English name marked with N_ where it is set (the dashboard translates it)."""
         with self._lock:
             self._phase, self._phase_progress, self._eta_seconds = phase, 0.0, None
             self._phase_started = time.time()
-        self.log(f"Phase: {phase}")
+        self.log(N_("Phase: {phase}"), phase=Message(phase))
 
     def set_progress(self, done: float, total: float) -> None:
         fraction = min(1.0, done / total) if total else 1.0
@@ -306,10 +337,11 @@ class Job:
         run_dir = self.run_dir
         if run_dir:
             runs.append_history(run_dir, record)
-        parts = [f"{k} {v:.4f}" for k, v in record.items()
-                 if k in ("loss", "accuracy", "val_loss", "val_accuracy") and v is not None]
-        self.log(f"{record['phase']} epoch {record['epoch']}{' (partial)' if record.get('partial') else ''}: "
-                 + ", ".join(parts))
+        scores = ", ".join(f"{k} {v:.4f}" for k, v in record.items()
+                           if k in ("loss", "accuracy", "val_loss", "val_accuracy") and v is not None)
+        self.log(N_("{phase} epoch {epoch} (partial): {scores}") if record.get("partial") else
+                 N_("{phase} epoch {epoch}: {scores}"), phase=Message(record["phase"]), epoch=record["epoch"],
+                 scores=scores)
 
     def check_stop(self) -> None:
         if self.stop_requested:
@@ -332,14 +364,14 @@ class Job:
             final = runs.STOPPED if self.stop_requested else runs.FINISHED
         except Stopped:  # stopped before the first epoch (scan, decode): nothing to keep, not an error
             final = runs.STOPPED
-            self.log("Stopped before training began: nothing to keep.")
+            self.log(N_("Stopped before training began: nothing to keep."))
             self._record_end(state=runs.STOPPED, finished=time.time())
         except Exception as e:
             runs_dir = self.config.runs_dir
             with self._lock:
                 self._error = readable_error(e, runs_dir)
                 self._input_error = is_input_error(e, runs_dir)
-            self.log(f"Error: {self.error}")
+            self.log(N_("Error: {error}"), error=self.error_message)
             self._record_end(state=runs.FAILED, error=self.error, traceback=traceback.format_exc(limit=8))
         finally:
             with self._lock:
@@ -355,7 +387,7 @@ class Job:
             runs.write_status(run_dir, **status)
         except Exception as e:  # noqa: BLE001  the job must end whatever the disk says
             why = write_failure_sentence(e, self.config.runs_dir) or f"{type(e).__name__}: {e}"
-            self.log(f"The run folder could not record how this training ended. {why}")
+            self.log(N_("The run folder could not record how this training ended. {why}"), why=why)
 
 
 # ---------------------------------------------------------------- the registry
@@ -374,9 +406,10 @@ class JobRegistry:
         with self._lock:
             busy = self._active()
             if busy:
-                raise JobBusy(f"A training job is already running ({busy.config.strategy}, "
-                              f"{busy.config.base}, started {time.strftime('%H:%M:%S', time.localtime(busy.started))}). "
-                              "Wait for it to finish or stop it first.")
+                raise JobBusy(N_("A training job is already running ({strategy}, {base}, started {time}). "
+                                 "Wait for it to finish or stop it first."),
+                              strategy=busy.config.strategy, base=busy.config.base,
+                              time=time.strftime("%H:%M:%S", time.localtime(busy.started)))
             job = Job(config)
             # Forget all but the last few finished jobs: their history is in their run folders.
             for old in [j for j in self._jobs.values() if not j.active][:-KEEP_FINISHED_JOBS]:

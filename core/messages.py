@@ -30,9 +30,20 @@ class Message:
 class Explained:
     """Mixed into the engine's exceptions a user can cause: `message` is what to show, translated."""
 
-    def __init__(self, msgid: str, **params):
-        self.message = Message(msgid, params)
+    def __init__(self, msgid: str | Message, **params):
+        # A Message as it is: an error that passes on another's sentence (ExportError(e.message)).
+        self.message = msgid if isinstance(msgid, Message) else Message(msgid, params)
         super().__init__(str(self.message))
+
+
+class ConfigError(Explained, ValueError):
+    """A setting or argument a user chose that cannot be used (callers catch it as ValueError)."""
+
+
+def as_message(sentence: Message | str) -> Message:
+    """A Message as it is; an English sentence without one (from outside the engine: a library's
+    error) as a Message of that text, which the catalog does not know and shows as it is."""
+    return sentence if isinstance(sentence, Message) else Message(str(sentence))
 
 
 def message_of(e: BaseException) -> Message | str:

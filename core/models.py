@@ -15,6 +15,7 @@ from keras import layers
 
 from core import graph
 from core.backbones import BACKBONES, Backbone, WeightsUnavailable  # noqa: F401  (WeightsUnavailable: raised here)
+from core.messages import ConfigError, N_
 
 
 NON_BASE = ("image", "preprocess")
@@ -50,28 +51,33 @@ def keras_cache_dir() -> str:
     return os.path.join(os.path.expanduser(os.environ.get("KERAS_HOME", "~/.keras")), "models")
 
 
-def _weights_message(backbone: str, size: int, error: Exception) -> str:
+def _weights_unavailable(backbone: str, size: int, error: Exception) -> WeightsUnavailable:
     url = re.search(r"https?://\S+", str(error))
     url = url.group(0).rstrip(".:,;)'\"") if url else None
-    file = os.path.basename(url) if url else "the weights file"
-    where = f"Download {url} and put it at {os.path.join(keras_cache_dir(), file)}" if url else \
-        f"Put the file in {keras_cache_dir()}"
-    return (f"ImageNet weights for {BACKBONES[backbone].label} at {size} px are not in the Keras cache and "
-            f"could not be downloaded ({file}). {where}, or set KERAS_HOME to a folder whose models/ "
-            f"has it.")
+    base = BACKBONES[backbone].label
+    if url:
+        file = os.path.basename(url)
+        return WeightsUnavailable(
+            N_("ImageNet weights for {base} at {size} px are not in the Keras cache and could not be downloaded "
+               "({file}). Download {url} and put it at {path}, or set KERAS_HOME to a folder whose models/ has it."),
+            base=base, size=size, file=file, url=url, path=os.path.join(keras_cache_dir(), file))
+    return WeightsUnavailable(
+        N_("ImageNet weights for {base} at {size} px are not in the Keras cache and could not be downloaded "
+           "(the weights file). Put the file in {folder}, or set KERAS_HOME to a folder whose models/ has it."),
+        base=base, size=size, folder=keras_cache_dir())
 
 
 def load_base(backbone: str, input_tensor, image_size: int, weights: str | None = "imagenet"):
     """The keras.applications base built on input_tensor (no top). Raises WeightsUnavailable."""
     spec = BACKBONES[backbone]
     if spec.size_problem(image_size):
-        raise ValueError(spec.size_problem(image_size))
+        raise ConfigError(spec.size_problem(image_size))
     try:
         return application(spec)(include_top=False, weights=weights, input_tensor=input_tensor,
                                  input_shape=(image_size, image_size, 3), **dict(spec.kwargs))
     except Exception as e:
         if weights and ("fetch failure" in str(e) or "URL" in str(e) or isinstance(e, OSError)):
-            raise WeightsUnavailable(_weights_message(backbone, image_size, e)) from None
+            raise _weights_unavailable(backbone, image_size, e) from None
         raise
 
 
@@ -152,7 +158,7 @@ def layer_table(model: keras.Model, n: int) -> list[dict]:
             "type": type(layer).__name__,
             "params": int(layer.count_params()) if layer.built else 0,
             "trains": bool(in_top and not is_bn and layer.weights),
-            "note": "BatchNorm stays frozen" if in_top and is_bn else "",
+            "note": N_("BatchNorm stays frozen") if in_top and is_bn else "",
         })
     return rows
 

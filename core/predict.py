@@ -29,11 +29,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from core import data, devices, files, images, runs
+from core.messages import Explained, N_, message_of
 
 CHUNK = 256  # images decoded and predicted at a time: memory stays flat on a big folder
 
 
-class PredictError(ValueError):
+class PredictError(Explained, ValueError):
     """Prediction cannot start (bad run, folder or output), with a sentence saying what to do."""
 
 
@@ -51,12 +52,12 @@ class Predictor:
         try:
             config = runs.open_run(run_dir).config
         except runs.NotARun as e:
-            raise PredictError(str(e)) from None
+            raise PredictError(e.message) from None
         if model is None:
             try:
                 model = runs.load_model(run_dir)
             except (FileNotFoundError, runs.ModelUnavailable) as e:
-                raise PredictError(str(e)) from None
+                raise PredictError(message_of(e)) from None
         return cls(model, list(config["classes"]), int(config["image_size"]), config.get("resize", "crop"))
 
     def columns(self) -> list[str]:
@@ -124,9 +125,9 @@ def folder_files(folder: str, skipped: list | None = None, within: list[str] | N
     `skipped` instead)."""
     folder = os.path.expanduser(str(folder))
     if not os.path.exists(folder):
-        raise PredictError(f"Folder not found: {images.display_name(folder)}")
+        raise PredictError(N_("Folder not found: {folder}"), folder=images.display_name(folder))
     if not os.path.isdir(folder):
-        raise PredictError(f"Not a folder: {images.display_name(folder)}")
+        raise PredictError(N_("Not a folder: {folder}"), folder=images.display_name(folder))
     outside = data.OUTSIDE_ROOTS if within else "link leads outside the folder"
     return data.list_images(folder, skipped, within, outside)
 
@@ -137,8 +138,8 @@ def folder_listing(folder: str, within: list[str] | None = None) -> tuple[list[s
     skipped: list[data.Skipped] = []
     paths = folder_files(folder, skipped, within)
     if not paths and not skipped:
-        raise PredictError(f"No files in {images.display_name(folder)}: put the images to classify in it "
-                           "(subfolders are read too).")
+        raise PredictError(N_("No files in {folder}: put the images to classify in it (subfolders are read too)."),
+                           folder=images.display_name(folder))
     return paths, skipped
 
 
@@ -169,7 +170,8 @@ def write_csv(rows: list[dict], columns: list[str], path: str) -> None:
         os.makedirs(folder, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".csv", dir=folder)
     except OSError as e:
-        raise PredictError(f"Cannot write {path} ({e.strerror or e}): choose another --out.") from None
+        raise PredictError(N_("Cannot write {path} ({error}): choose another --out."),
+                           path=path, error=str(e.strerror or e)) from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
             f.write(to_csv(rows, columns))

@@ -31,6 +31,7 @@ from datetime import datetime
 
 from core import files, run_schema
 from core.files import TMP_PREFIX, read_json, why_unwritable, write_json
+from core.messages import Explained, Message, N_
 
 RUNNING, FINISHED, STOPPED, FAILED, INTERRUPTED = "running", "finished", "stopped", "failed", "interrupted"
 DAMAGED = "damaged"  # not a state on disk: a run with a file that cannot be used reads so
@@ -40,7 +41,7 @@ METRICS, PREDICTIONS, SKIPPED, MODEL = "metrics.json", "predictions.json", "skip
 EXPORT_DIR, PREDICT_DIR = "export", "predict"
 
 
-class NotARun(ValueError):
+class NotARun(Explained, ValueError):
     """A folder that is not a trained run's (no config.json with class names), in one sentence."""
 
 
@@ -50,7 +51,12 @@ class RunDamaged(NotARun):
 
 
 class RunWriteError(OSError):
-    """A run file that cannot be written: "Cannot write to the runs folder …: the disk is full."."""
+    """A run file that cannot be written: "Cannot write to the runs folder …: the disk is full."
+    (`message`; str() the English), with the errno of the write that failed."""
+
+    def __init__(self, code: int | None, msgid: str, **params):
+        self.message = Message(msgid, params)
+        super().__init__(code, str(self.message))
 
     def __str__(self) -> str:
         return self.strerror
@@ -59,7 +65,8 @@ class RunWriteError(OSError):
 @dataclass(frozen=True)
 class Run:
     """One run as read from its folder. When a file of it cannot be used, `damaged` says which and
-    why (one sentence), `state` is "damaged" and that file's field is empty."""
+    why (one sentence, English; `damaged_message` the same for the dashboard to translate), `state`
+    is "damaged" and that file's field is empty."""
     id: str
     run_dir: str
     config: dict
@@ -69,6 +76,7 @@ class Run:
     metrics: dict | None
     has_model: bool
     damaged: str | None = None
+    damaged_message: Message | None = None
 
 
 def default_runs_dir() -> str:
@@ -101,8 +109,11 @@ def model_saved_at(run_dir: str) -> float:
 def _write_error(run_dir: str, e: OSError) -> RunWriteError:
     runs_dir = os.path.dirname(os.path.abspath(run_dir))
     gone_alone = e.errno == errno.ENOENT and os.path.isdir(runs_dir)  # the run's folder, not the runs folder
-    where = f"the run folder {run_dir}" if gone_alone else f"the runs folder {runs_dir}"
-    return RunWriteError(e.errno, f"Cannot write to {where}: {why_unwritable(e)}.")
+    if gone_alone:
+        return RunWriteError(e.errno, N_("Cannot write to the run folder {folder}: {why}."),
+                             folder=run_dir, why=why_unwritable(e))
+    return RunWriteError(e.errno, N_("Cannot write to the runs folder {folder}: {why}."),
+                         folder=runs_dir, why=why_unwritable(e))
 
 
 @contextmanager
@@ -203,13 +214,13 @@ def save_model(run_dir: str, model) -> None:
 _ABSENT = object()
 
 
-def _parse(raw: bytes, where: str):
+def _parse(raw: bytes, where: str | Message):
     try:
         return json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
-        raise RunDamaged(f"{where} holds bytes that are not UTF-8 text.") from None
+        raise RunDamaged(N_("{where} holds bytes that are not UTF-8 text."), where=where) from None
     except (ValueError, RecursionError):
-        raise RunDamaged(f"{where} is not valid JSON.") from None
+        raise RunDamaged(N_("{where} is not valid JSON."), where=where) from None
 
 
 def _load(run_dir: str, name: str):
@@ -220,10 +231,10 @@ def _load(run_dir: str, name: str):
     except FileNotFoundError:
         return _ABSENT
     except OSError as e:
-        raise RunDamaged(f"{name} cannot be read ({e.strerror or e}).") from None
+        raise RunDamaged(N_("{file} cannot be read ({error})."), file=name, error=str(e.strerror or e)) from None
 
 
-def _checked(value, problem: str | None):
+def _checked(value, problem: Message | None):
     if problem:
         raise RunDamaged(problem)
     return value
@@ -233,7 +244,7 @@ def read_config(run_dir: str) -> dict:
     """config.json, checked; NotARun when there is none, RunDamaged when it is of the wrong shape."""
     config = _load(run_dir, CONFIG)
     if config is _ABSENT:
-        raise NotARun(_not_a_run(run_dir))
+        raise _not_a_run(run_dir)
     return _checked(config, run_schema.config_problem(config))
 
 
@@ -252,11 +263,12 @@ def read_history(run_dir: str) -> list[dict]:
     except FileNotFoundError:
         return []
     except OSError as e:
-        raise RunDamaged(f"{HISTORY} cannot be read ({e.strerror or e}).") from None
+        raise RunDamaged(N_("{file} cannot be read ({error})."), file=HISTORY, error=str(e.strerror or e)) from None
     history = []
     for n, line in enumerate(lines, 1):
-        record = _parse(line, f"{HISTORY} line {n}")
-        history.append(_checked(record, run_schema.epoch_problem(f"{HISTORY} line {n}", record)))
+        where = Message(N_("{file} line {n}"), {"file": HISTORY, "n": n})
+        record = _parse(line, where)
+        history.append(_checked(record, run_schema.epoch_problem(where, record)))
     return history
 
 
@@ -274,13 +286,13 @@ def read_predictions(run_dir: str, n_classes: int | None = None) -> list[dict]:
 
 
 @functools.lru_cache(maxsize=256)
-def _predictions_problem(run_dir: str, n_classes: int | None, stamp: tuple) -> str | None:
+def _predictions_problem(run_dir: str, n_classes: int | None, stamp: tuple) -> Message | None:
     """Why predictions.json cannot be used, or None; cached on the file's size and time, since
     pages list every run on each rerun and this file has a record per evaluated image."""
     try:
         read_predictions(run_dir, n_classes)
     except RunDamaged as e:
-        return str(e)
+        return e.message
     return None
 
 
@@ -316,13 +328,13 @@ def _state(status: dict, run_dir: str, active_run_dirs=()) -> str:
 
 def read_run(run_dir: str, active_run_dirs=()) -> Run:
     """Everything a page needs about one run, read from disk and checked (see Run.damaged)."""
-    problems: list[str] = []
+    problems: list[Message] = []
 
     def read(reader, empty):
         try:
             return reader(run_dir)
         except NotARun as e:  # RunDamaged, or config.json deleted since the folder was listed
-            problems.append(str(e))
+            problems.append(e.message)
         return empty
 
     config = read(read_config, {})
@@ -331,7 +343,8 @@ def read_run(run_dir: str, active_run_dirs=()) -> Run:
     metrics = read(read_metrics, None)
     n_classes = len(config["classes"]) if config.get("classes") else None
     if metrics is not None and n_classes is not None and len(metrics["classes"]) != n_classes:
-        problems.append(f"{METRICS} has {len(metrics['classes'])} classes and {CONFIG} {n_classes}.")
+        problems.append(Message(N_("metrics.json has {found} classes and config.json {expected}."),
+                                {"found": len(metrics["classes"]), "expected": n_classes}))
         metrics = None
     problem = _predictions_problem(run_dir, n_classes, _file_stamp(_path(run_dir, PREDICTIONS)))
     if problem:
@@ -339,25 +352,26 @@ def read_run(run_dir: str, active_run_dirs=()) -> Run:
     damaged = problems[0] if problems else None
     return Run(id=os.path.basename(os.path.normpath(run_dir)), run_dir=run_dir, config=config, status=status,
                state=DAMAGED if damaged else _state(status, run_dir, active_run_dirs), history=history,
-               metrics=metrics, has_model=has_model(run_dir), damaged=damaged)
+               metrics=metrics, has_model=has_model(run_dir), damaged=damaged and str(damaged),
+               damaged_message=damaged)
 
 
 def open_run(run_dir: str) -> Run:
     """The trained run in run_dir, for the command lines: NotARun when run_dir is not one (no
     config.json with class names), RunDamaged (a NotARun) when one of its files cannot be used."""
     if not os.path.isfile(_path(run_dir, CONFIG)):
-        raise NotARun(_not_a_run(run_dir))
+        raise _not_a_run(run_dir)
     run = read_run(run_dir)
     if run.damaged:
-        raise RunDamaged(f"Run {run.id} is damaged: {run.damaged}")
+        raise RunDamaged(N_("Run {run} is damaged: {why}"), run=run.id, why=run.damaged_message)
     if not run.config.get("classes"):
-        raise NotARun(_not_a_run(run_dir))
+        raise _not_a_run(run_dir)
     return run
 
 
-def _not_a_run(run_dir: str) -> str:
-    return (f"Not a run folder: {run_dir} (no config.json with class names). "
-            "Give the folder of one run, e.g. runs/20260101-120000-scratch-scratch.")
+def _not_a_run(run_dir: str) -> NotARun:
+    return NotARun(N_("Not a run folder: {folder} (no config.json with class names). "
+                      "Give the folder of one run, e.g. runs/20260101-120000-scratch-scratch."), folder=run_dir)
 
 
 def list_runs(runs_dir: str | None = None, active_run_dirs=()) -> list[Run]:
@@ -372,14 +386,19 @@ def list_runs(runs_dir: str | None = None, active_run_dirs=()) -> list[Run]:
 
 # ---------------------------------------------------------------- the model
 
-class ModelUnavailable(ValueError):
+class ModelUnavailable(Explained, ValueError):
     """A model.keras that cannot be loaded (damaged, or holding code that safe mode refuses)."""
+
+
+class ModelMissing(Explained, FileNotFoundError):
+    """A run without a model.keras: it stopped or failed before its first epoch finished."""
 
 
 def load_model(run_dir: str):
     """The run's best model, loaded in Keras' safe mode (no code from the file is run).
 
-    FileNotFoundError when the run has no model; ModelUnavailable when the file cannot be loaded.
+    ModelMissing (a FileNotFoundError) when the run has no model; ModelUnavailable when the file
+    cannot be loaded.
     """
     import keras
 
@@ -387,18 +406,18 @@ def load_model(run_dir: str):
 
     path = _path(run_dir, MODEL)
     if not os.path.exists(path):
-        raise FileNotFoundError(f"Run {os.path.basename(run_dir)} has no saved model (it stopped or "
-                                "failed before its first epoch finished).")
+        raise ModelMissing(N_("Run {run} has no saved model (it stopped or failed before its first epoch "
+                              "finished)."), run=os.path.basename(run_dir))
     too_large = files.zip_unpacks_too_large(path)
     if too_large:
-        raise ModelUnavailable(f"The model of run {os.path.basename(os.path.normpath(run_dir))} cannot be "
-                               f"loaded: {too_large}.")
+        raise ModelUnavailable(N_("The model of run {run} cannot be loaded: {why}."),
+                               run=os.path.basename(os.path.normpath(run_dir)), why=too_large)
     try:
         return keras.saving.load_model(path, safe_mode=True)
     except Exception as e:  # noqa: BLE001  whatever is wrong with the file, one readable sentence
+        run = os.path.basename(os.path.normpath(run_dir))
         if "safe_mode" in str(e):
-            why = "it contains Python code (a Lambda layer or similar), which safe mode never runs"
-        else:
-            why = f"the file is damaged or not a Keras model ({type(e).__name__}: {str(e)[:200]})"
-        raise ModelUnavailable(f"The model of run {os.path.basename(os.path.normpath(run_dir))} cannot be "
-                               f"loaded: {why}.") from None
+            raise ModelUnavailable(N_("The model of run {run} cannot be loaded: it contains Python code (a Lambda "
+                                      "layer or similar), which safe mode never runs."), run=run) from None
+        raise ModelUnavailable(N_("The model of run {run} cannot be loaded: the file is damaged or not a Keras "
+                                  "model ({error})."), run=run, error=f"{type(e).__name__}: {str(e)[:200]}") from None

@@ -30,6 +30,7 @@ from core.augment import AugmentConfig, build_augmentation
 from core.callbacks import Checkpointer, JobCallback
 from core.devices import global_batch, mixed_precision_helps, pick_strategy, precision_policy, start_tensorflow
 from core.jobs import Job, Stopped, TrainConfig
+from core.messages import ConfigError, Message, N_
 from core.metrics import evaluate
 
 CUT_CACHE_BYTES = 4 * 1024 ** 3  # above this, fine-tuning refuses: the cached cut tensors would not fit
@@ -53,13 +54,13 @@ def train(config: TrainConfig, job: Job) -> dict:
     # Process-wide, unlike the layer seeds: core.data picks each sample's cached view per epoch with
     # an unseeded op, which takes its seed from TensorFlow's global one when the pipeline is built.
     tf.random.set_seed(c.seed)
-    job.set_phase("scan")
+    job.set_phase(N_("scan"))
     ds = data_mod.scan(c.data, c.val_fraction, c.test_fraction, c.seed)
-    job.log(f"Dataset {ds.root}: {ds.summary()}")
+    job.log(N_("Dataset {root}: {summary}"), root=ds.root, summary=ds.summary())
     for w in ds.warnings:
-        job.log(f"Note: {w}")
+        job.log(N_("Note: {warning}"), warning=w)
     if not ds.splits["validation"]:
-        raise data_mod.DatasetError("No validation images: add a validation folder or more images per class.")
+        raise data_mod.DatasetError(N_("No validation images: add a validation folder or more images per class."))
     smallest = min(len(ds.splits["train"]), len(ds.splits["validation"]))
     acceleration = {"replicas": replicas, "strategy": type(strategy).__name__,
                     "global_batch_size": global_batch(c.batch_size, replicas, smallest),
@@ -70,19 +71,21 @@ def train(config: TrainConfig, job: Job) -> dict:
                                            "dataset": {"root": ds.root, "layout": ds.layout,
                                                        "counts": ds.counts()}})
     job.run_dir = run_dir
-    job.log(f"Run folder: {run_dir} (training on {device})")
+    job.log(N_("Run folder: {path} (training on {device})"), path=run_dir, device=device)
     if replicas > 1:
-        job.log(f"{replicas} replicas ({acceleration['strategy']}): batch {c.batch_size} per replica, "
-                f"{acceleration['global_batch_size']} in all.")
-    job.log(f"Mixed precision {'on' if mixed else 'off'}; XLA {acceleration['xla']}.")
+        job.log(N_("{replicas} replicas ({strategy}): batch {batch} per replica, {total} in all."),
+                replicas=replicas, strategy=acceleration["strategy"], batch=c.batch_size,
+                total=acceleration["global_batch_size"])
+    job.log(N_("Mixed precision on; XLA {xla}.") if mixed else N_("Mixed precision off; XLA {xla}."),
+            xla=acceleration["xla"])
 
     sets = _decode_or_stream(job, c, ds)
     if len(sets["train"][1]) == 0 or len(sets["validation"][1]) == 0:
-        raise data_mod.DatasetError("No images could be decoded for training or validation.")
+        raise data_mod.DatasetError(N_("No images could be decoded for training or validation."))
     runs.write_skipped(run_dir, [s.record() for s in ds.skipped])
     skipped_before = len(ds.skipped)
     if ds.skipped:
-        job.log(f"{len(ds.skipped)} files skipped (see skipped.json).")
+        job.log(N_("{n} files skipped (see skipped.json)."), n=len(ds.skipped))
 
     augment = AugmentConfig.from_dict(c.augment_config) if c.augment else None
     n_classes = len(ds.classes)
@@ -96,15 +99,15 @@ def train(config: TrainConfig, job: Job) -> dict:
                 model, epochs_run = _train_transfer(job, scaled, sets, augment, n_classes, seeds)
     except Stopped:
         model, epochs_run = None, 0
-        job.log("Stopped before training began: nothing to keep.")
+        job.log(N_("Stopped before training began: nothing to keep."))
 
     result = {"run_dir": run_dir, "strategy": c.strategy, "base": c.base, "image_size": c.image_size,
               "epochs_run": epochs_run, "seconds": None, "val_accuracy": None, "test_accuracy": None,
-              "test_loss": None, "evaluated_on": "test" if "test" in sets else "validation",
+              "test_loss": None, "evaluated_on": N_("test") if "test" in sets else N_("validation"),
               "skipped": len(ds.skipped), "device": device, "replicas": replicas, "mixed_precision": mixed}
     result["val_accuracy"] = read_best(run_dir).get("best_val_accuracy")
     if model is not None and runs.has_model(run_dir):
-        job.set_phase("evaluate")
+        job.set_phase(N_("evaluate"))
         images, labels, paths = sets[result["evaluated_on"]]
         best = runs.load_model(run_dir)
         metrics, predictions = evaluate(best, images, labels, paths, ds.classes, c.batch_size)
@@ -114,13 +117,14 @@ def train(config: TrainConfig, job: Job) -> dict:
         result["test_accuracy"], result["test_loss"] = metrics["accuracy"], metrics["loss"]
     if len(ds.skipped) > skipped_before:  # files that went bad while they were streamed
         runs.write_skipped(run_dir, [s.record() for s in ds.skipped])
-        job.log(f"{len(ds.skipped) - skipped_before} more files could not be read during training "
-                "(see skipped.json).")
+        job.log(N_("{n} more files could not be read during training (see skipped.json)."),
+                n=len(ds.skipped) - skipped_before)
     result["seconds"] = round(time.time() - t0, 2)
     runs.write_status(run_dir, state=runs.STOPPED if job.stop_requested else runs.FINISHED,
                       result=result, finished=time.time())
-    job.log(f"Done in {result['seconds']:.1f} s: validation {result['val_accuracy']}, "
-            f"{result['evaluated_on']} {result['test_accuracy']}")
+    job.log(N_("Done in {seconds} s: validation {val_accuracy}, {evaluated_on} {test_accuracy}"),
+            seconds=f"{result['seconds']:.1f}", val_accuracy=result["val_accuracy"],
+            evaluated_on=Message(result["evaluated_on"]), test_accuracy=result["test_accuracy"])
     return result
 
 
@@ -159,12 +163,12 @@ def _decode_or_stream(job: Job, c: TrainConfig, ds) -> dict:
     need = pipeline.decoded_bytes(sum(len(ds.splits[s]) for s in splits), c.image_size)
     budget = pipeline.memory_budget(c.memory_budget_mb)
     if need > budget:
-        job.log(f"The decoded images would take {need / 1e6:,.0f} MB, over the memory budget of "
-                f"{budget / 1e6:,.0f} MB: reading them from the files batch by batch instead "
-                "(slower epochs for scratch training; set --memory-budget-mb or "
-                f"{pipeline.BUDGET_ENV} to change the budget).")
+        job.log(N_("The decoded images would take {need} MB, over the memory budget of {budget} MB: reading them "
+                   "from the files batch by batch instead (slower epochs for scratch training; set "
+                   "--memory-budget-mb or {setting} to change the budget)."),
+                need=f"{need / 1e6:,.0f}", budget=f"{budget / 1e6:,.0f}", setting=pipeline.BUDGET_ENV)
         return {s: pipeline.file_images(ds.splits[s], c.image_size, ds.skipped, c.resize) for s in splits}
-    job.set_phase("decode")
+    job.set_phase(N_("decode"))
     sets = {}
     for split in splits:
         sets[split] = pipeline.load_arrays(ds.splits[split], c.image_size, ds.skipped,
@@ -192,7 +196,7 @@ def _train_scratch(job: Job, c: TrainConfig, sets, augment, n_classes, seeds: La
     val_ds = pipeline.make_tf_dataset(xv, yv, c.batch_size)
     checkpoint = Checkpointer(job.run_dir, model, min_interval=0)
     steps = -(-len(y) // c.batch_size)
-    epochs = _fit(job, model, train_ds, val_ds, yv, steps, c.epochs, "train", checkpoint)
+    epochs = _fit(job, model, train_ds, val_ds, yv, steps, c.epochs, N_("train"), checkpoint)
     if checkpoint.best_record is None and not job.stop_requested:
         raise RuntimeError("Training produced no epoch.")
     if checkpoint.best_record is None:
@@ -218,14 +222,14 @@ def _train_transfer(job: Job, c: TrainConfig, sets, augment, n_classes, seeds: L
         prefix, suffix = models.cut_points(model, c.unfreeze)
         per_image = sum(int(np.prod(t.shape[1:])) for t in prefix.outputs) * 2 * (views + 0.5)
         if per_image * len(y) > CUT_CACHE_BYTES:
-            raise ValueError(f"Fine-tuning {c.unfreeze} layers at {c.image_size} px would need "
-                             f"{per_image * len(y) / 1e9:.1f} GB of cached activations: unfreeze fewer "
-                             "layers, use fewer views or a smaller image size.")
+            raise ConfigError(N_("Fine-tuning {layers} layers at {size} px would need {gb} GB of cached "
+                                 "activations: unfreeze fewer layers, use fewer views or a smaller image size."),
+                              layers=c.unfreeze, size=c.image_size, gb=f"{per_image * len(y) / 1e9:.1f}")
     else:
         prefix = models.feature_model(model)
     forward = features.compiled_forward(prefix)
-    train_cut = features.extract(job, prefix, x, views, augment, c.seed, "features (train)", forward=forward)
-    val_cut = features.extract(job, prefix, xv, 1, None, c.seed, "features (validation)", forward=forward)
+    train_cut = features.extract(job, prefix, x, views, augment, c.seed, N_("features (train)"), forward=forward)
+    val_cut = features.extract(job, prefix, xv, 1, None, c.seed, N_("features (validation)"), forward=forward)
 
     # Head: trained alone, on pooled features; its best weights go into the full model.
     if fine_tune:
@@ -246,7 +250,7 @@ def _train_transfer(job: Job, c: TrainConfig, sets, augment, n_classes, seeds: L
     steps = -(-len(y) // c.batch_size)
     head_epochs = _fit(job, head, features.view_dataset([train_f], y, c.batch_size, c.seed, views, True),
                        features.view_dataset([val_f], yv, c.batch_size, c.seed, 1, False), yv,
-                       steps, c.epochs, "head", checkpoint, weights_of=head)
+                       steps, c.epochs, N_("head"), checkpoint, weights_of=head)
     checkpoint.flush()
     if checkpoint.best_weights is not None:
         head_into_model(checkpoint.best_weights)
@@ -258,13 +262,13 @@ def _train_transfer(job: Job, c: TrainConfig, sets, augment, n_classes, seeds: L
 
     # Unfreeze and fine-tune: top layers + head, jointly, at a low learning rate, on the cached cut tensors.
     _compile(suffix, c, c.fine_tune_learning_rate)
-    job.log(f"Fine-tuning the top {c.unfreeze} layers ({models.trainable_params(model):,} trainable "
-            f"parameters) at learning rate {c.fine_tune_learning_rate:g}.")
+    job.log(N_("Fine-tuning the top {layers} layers ({params} trainable parameters) at learning rate {rate}."),
+            layers=c.unfreeze, params=f"{models.trainable_params(model):,}", rate=f"{c.fine_tune_learning_rate:g}")
     checkpoint2 = Checkpointer(job.run_dir, model, min_interval=0)
     head_best = checkpoint.best_record["val_accuracy"] if checkpoint.best_record else -1.0
     tuned_epochs = _fit(job, suffix, features.view_dataset(train_cut, y, c.batch_size, c.seed, views, True),
                         features.view_dataset(val_cut, yv, c.batch_size, c.seed, 1, False), yv, steps,
-                        c.fine_tune_epochs, "fine-tune", checkpoint2, epoch_offset=head_epochs, best=head_best)
+                        c.fine_tune_epochs, N_("fine-tune"), checkpoint2, epoch_offset=head_epochs, best=head_best)
     checkpoint2.flush()
     return model, head_epochs + tuned_epochs
 

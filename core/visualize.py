@@ -33,7 +33,8 @@ import numpy as np
 import tensorflow as tf
 
 from core import graph
-from core.explain import ClassScores, compiled, conv_layers
+from core.explain import ClassScores, ExplainError, class_out_of_range, compiled, conv_layers, not_a_feature_map
+from core.messages import N_
 
 MAX_STEPS_ENV = "TRANSFERLAB_MAX_STEPS"
 
@@ -178,10 +179,11 @@ class FilterObjective:
 
     def check(self, model: keras.Model) -> None:
         if self.layer not in conv_layers(model):
-            raise ValueError(f"'{self.layer}' is not a feature-map layer of '{model.name}'.")
+            raise not_a_feature_map(self.layer, model)
         channels = int(model.get_layer(self.layer).output.shape[-1])
         if not 0 <= self.index < channels:
-            raise ValueError(f"Layer '{self.layer}' has {channels} filters; {self.index} is out of range.")
+            raise ExplainError(N_("Layer '{layer}' has {n} filters; {index} is out of range."),
+                               layer=self.layer, n=channels, index=self.index)
 
     def build(self, model: keras.Model) -> Callable:
         response = _pre_relu_response(model, self.layer)
@@ -211,7 +213,7 @@ class ClassObjective:
     def check(self, model: keras.Model) -> None:
         n_classes = int(model.outputs[0].shape[-1])
         if not 0 <= self.class_index < n_classes:
-            raise ValueError(f"Class index {self.class_index} is out of range: the model has {n_classes} classes.")
+            raise class_out_of_range(self.class_index, n_classes)
 
     def build(self, model: keras.Model) -> Callable:
         scores = ClassScores(model)
@@ -296,7 +298,7 @@ def _to_uint8(x) -> np.ndarray:
 def _model_size(model: keras.Model) -> tuple[int, int]:
     h, w = model.inputs[0].shape[1:3]
     if h is None or w is None:
-        raise ValueError("Pass an explicit size: the model accepts images of any size.")
+        raise ExplainError(N_("Pass an explicit size: the model accepts images of any size."))
     return h, w
 
 

@@ -32,7 +32,7 @@ job = Job(TrainConfig(**json.loads(sys.argv[1])))
 result = job.run()
 print(json.dumps({"strategy": type(strategy).__name__, "replicas": strategy.num_replicas_in_sync,
                   "devices": list(strategy.extended.worker_devices), "result": result, "error": job.error,
-                  "epochs": job.epochs, "batches": job.batches, "logs": job.logs}))
+                  "epochs": job.epochs, "batches": job.batches, "logs": [str(l) for l in job.logs]}))
 """
 
 
@@ -125,11 +125,11 @@ def test_out_of_memory_reads_as_a_suggestion():
     from core.jobs import readable_error
 
     oom = tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor with shape[64,160,160,32]")
-    message = readable_error(oom)
+    message = str(readable_error(oom))
     assert message.startswith("Out of ") and "smaller batch size or image size" in message
     wrapped = tf.errors.InternalError(None, None, "Failed to allocate: RESOURCE_EXHAUSTED: out of memory")
-    assert "smaller batch size" in readable_error(wrapped)
-    assert readable_error(RuntimeError("something else")) == "RuntimeError: something else"
+    assert "smaller batch size" in str(readable_error(wrapped))
+    assert str(readable_error(RuntimeError("something else"))) == "RuntimeError: something else"
 
 
 def test_mixed_precision_forced_on_keeps_the_output_in_float32(shapes, tmp_path):

@@ -215,9 +215,9 @@ def test_the_command_line_says_a_full_disk_in_one_line(shapes, runs_dir, monkeyp
 def test_write_failures_read_as_one_sentence_about_the_runs_folder(tmp_path):
     runs_dir = str(tmp_path / "runs")
     inside = os.path.join(runs_dir, "run-1", "status.json")
-    assert write_failure_sentence(OSError(errno.EROFS, "Read-only file system", inside), runs_dir) \
+    assert str(write_failure_sentence(OSError(errno.EROFS, "Read-only file system", inside), runs_dir)) \
         .startswith("The runs folder is read-only:")
-    assert write_failure_sentence(FileNotFoundError(errno.ENOENT, "No such file or directory", inside), runs_dir) \
+    assert str(write_failure_sentence(FileNotFoundError(errno.ENOENT, "No such file or directory", inside), runs_dir)) \
         .startswith("The runs folder was deleted:")
     # The same errors from the user's images are not about the runs folder.
     assert write_failure_sentence(FileNotFoundError(errno.ENOENT, "No such file", str(tmp_path / "a.jpg")),

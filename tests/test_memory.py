@@ -29,7 +29,7 @@ def test_over_the_budget_a_training_reads_the_files_batch_by_batch(shapes, runs_
     job = Job(_config(shapes, runs_dir, memory_budget_mb=0, augment=True))  # augmented in the pipeline too
     result = job.run()
     assert job.error is None, job.error
-    assert any("over the memory budget" in line and "--memory-budget-mb" in line for line in job.logs)
+    assert any("over the memory budget" in line and "--memory-budget-mb" in line for line in map(str, job.logs))
     assert result["epochs_run"] == 2 and 0 <= result["test_accuracy"] <= 1
     predictions = json.load(open(os.path.join(result["run_dir"], "predictions.json")))
     scanned_test = data.scan(shapes).splits["test"]
@@ -44,7 +44,7 @@ def test_within_the_budget_the_images_are_decoded_once(shapes, runs_dir, monkeyp
     job = Job(_config(shapes, runs_dir, memory_budget_mb=100, epochs=1))
     job.run()
     assert job.error is None, job.error
-    assert len(calls) == 3 and not any("memory budget" in line for line in job.logs)
+    assert len(calls) == 3 and not any("memory budget" in line for line in map(str, job.logs))
 
 
 @pytest.mark.parametrize("views", [1, 2])
@@ -168,4 +168,4 @@ def test_a_file_that_goes_bad_during_a_streamed_training_is_reported_in_skipped_
     assert job.error is None and result["test_accuracy"] is not None, job.error
     skipped = json.load(open(os.path.join(result["run_dir"], "skipped.json")))
     assert [s["path"] for s in skipped] == gone_bad and "changed during training" in skipped[0]["reason"]
-    assert any("could not be read during training" in line for line in job.logs)
+    assert any("could not be read during training" in line for line in map(str, job.logs))

@@ -140,7 +140,7 @@ def test_stop_pressed_twice_at_any_phase_ends_in_one_stopped_run(split_shapes, r
     result = job.run()
     assert job.state == "stopped", (job.state, job.error)
     assert job.error is None
-    assert sum("Stop requested" in line for line in job.logs) == 1  # the second press changed nothing
+    assert sum("Stop requested" in line for line in map(str, job.logs)) == 1  # the second press changed nothing
     run = _only_run(runs_dir)
     assert run.state == "stopped" and run.run_dir == job.run_dir
     assert (result or {}).get("run_dir", job.run_dir) == job.run_dir

@@ -62,7 +62,7 @@ def test_fine_tune_runs_two_phases_and_trains_the_top_layers(split_shapes, runs_
     assert [e["phase"] for e in job.epochs] == ["head", "head", "fine-tune", "fine-tune"]
     assert [e["epoch"] for e in job.epochs] == [1, 2, 3, 4]
     assert result["epochs_run"] == 4
-    assert any("Fine-tuning the top 54 layers" in line for line in job.logs)
+    assert any("Fine-tuning the top 54 layers" in line for line in map(str, job.logs))
 
 
 def test_stop_is_honoured_within_one_batch_and_keeps_the_model(shapes, runs_dir, monkeypatch):
