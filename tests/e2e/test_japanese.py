@@ -161,8 +161,8 @@ def test_every_page_in_japanese_through_the_main_flow(page_ja: Page, app_url):
     check_page(page, "visualize-adversarial")
 
     # The switch keeps the page: English, then back to Japanese.
-    page.get_by_test_id("stSidebar").get_by_role("button", name="English").click()
+    page.get_by_test_id("stSidebar").get_by_text("English", exact=True).click()
     expect(page.get_by_role("heading", name="Visualize", level=1)).to_be_visible()
     assert "lang=en" in page.url
-    page.get_by_test_id("stSidebar").get_by_role("button", name="日本語").click()
+    page.get_by_test_id("stSidebar").get_by_text("日本語", exact=True).click()
     expect(page.get_by_role("heading", name=ja("Visualize"), level=1)).to_be_visible()
