@@ -87,7 +87,7 @@ def test_two_users_one_training_the_second_is_told_busy(browser, app_url, server
         new = [p for p in (server_dir / "runs").glob("*/") if p.name not in before]
         assert len(new) == 1, new
         run = runs.read_run(str(new[0]))
-        assert run["state"] == "finished" and len(run["history"]) == 40
+        assert run.state == "finished" and len(run.history) == 40
         expect(b.get_by_test_id("stSidebar")).to_contain_text("finished", timeout=BUSY)  # B's page follows it too
     finally:
         first.close()
@@ -170,9 +170,9 @@ def test_kill_9_of_the_server_during_training(browser, tmp_path):
                 os.killpg(server.pid, signal.SIGKILL)
 
     (run,) = runs.list_runs(str(tmp_path / "runs"))
-    assert run["state"] == "interrupted"
-    epochs = [h["epoch"] for h in run["history"]]
+    assert run.state == "interrupted"
+    epochs = [h["epoch"] for h in run.history]
     assert len(epochs) >= finished and epochs == list(range(1, len(epochs) + 1))
-    assert run["has_model"] and 1 <= run["status"]["best_epoch"] <= len(epochs)
-    model = runs.load_model(run["run_dir"])
+    assert run.has_model and 1 <= run.status["best_epoch"] <= len(epochs)
+    model = runs.load_model(run.run_dir)
     assert model.output_shape == (None, 3)
