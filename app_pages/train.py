@@ -18,13 +18,6 @@ STRATEGY_HELP = {
     "feature-extraction": N_("A network pretrained on ImageNet stays frozen; only a new head learns (rung 3)."),
     "fine-tune": N_("The head first, then the top layers of the base too, at a low learning rate (rung 4)."),
 }
-# English words of the engine that this page shows through t(): marked here for the catalog.
-ENGINE_WORDS = (
-    N_("From scratch"), N_("Feature extraction"), N_("Fine-tuning"),  # core.jobs.STRATEGY_LABELS
-    N_("scan"), N_("decode"), N_("features (train)"), N_("features (validation)"),  # Job.set_phase
-    N_("head"), N_("fine-tune"), N_("train"), N_("evaluate"),
-    N_("BatchNorm stays frozen"),  # core.models.layer_table's note
-)
 # The layer table's columns (core.models.layer_table's keys) as the user reads them.
 LAYER_COLUMNS = {"from_top": "#", "name": N_("name"), "type": N_("type"), "params": N_("params"),
                  "trains": N_("trains"), "note": N_("note")}

@@ -155,8 +155,6 @@ def test_augment_summary_and_durations():
         "rotation ±40°, shift 0.2/0.2, shear 0.2, zoom 0.2, horizontal flip"
     assert widgets.format_seconds(75.4) == "1 min 15 s"
     assert widgets.format_seconds(None) == "—"
-    assert [widgets.plural(1, "epoch"), widgets.plural(2, "epoch"), widgets.plural(3, "batch", "batches")] == \
-        ["1 epoch", "2 epochs", "3 batches"]
 
 
 def test_plain_shows_names_from_files_as_they_are():

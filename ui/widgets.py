@@ -28,9 +28,6 @@ STATE_ICONS = {"queued": ":material/hourglass_top:", "running": ":material/direc
 STATE_WORDS = {"queued": N_("queued"), "running": N_("running"), "stopping": N_("stopping"),
                "finished": N_("finished"), "stopped": N_("stopped"), "failed": N_("failed"),
                "interrupted": N_("interrupted"), "damaged": N_("damaged")}
-# The phases a job reports (core.training, core.features), shown translated with t(phase).
-PHASES = (N_("scan"), N_("decode"), N_("train"), N_("features (train)"), N_("features (validation)"),
-          N_("head"), N_("fine-tune"), N_("evaluate"))
 # One word per augmentation setting with a single value (describe_augment).
 _AUGMENT_PARTS = {"shear": N_("shear {value}"), "zoom": N_("zoom {value}"), "brightness": N_("brightness {value}"),
                   "contrast": N_("contrast {value}"), "hue": N_("hue {value}")}
@@ -70,12 +67,6 @@ def image_grid(images: list, captions: list[str] | None = None, columns: int = 6
                     st.caption(t("(cannot be read) {name}", name=plain(caption or "")))
                 else:
                     st.image(image, caption=plain(caption) if caption else None, width="stretch")
-
-
-def plural(n: int, word: str, words: str | None = None) -> str:
-    """'1 epoch', '2 epochs'; plural(3, 'batch', 'batches'). English only: a count in a sentence
-    goes through i18n.nt(); this stays until no page calls it."""
-    return f"{n} {word}" if n == 1 else f"{n} {words or word + 's'}"
 
 
 def format_seconds(seconds: float | None) -> str:
