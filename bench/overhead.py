@@ -36,14 +36,15 @@ import numpy as np  # noqa: E402
 
 
 def subset(data: str, per_class: int, dest: str) -> str:
-    """dest/{train,validation,test}/CLASS/ with symlinks to the first files of a split dataset:
-    per_class per class in train, per_class // 2 in validation and test."""
+    """dest/{train,validation,test}/CLASS/ with copies of the first files of a split dataset:
+    per_class per class in train, per_class // 2 in validation and test. Copies, not links: a
+    link out of its class folder is skipped by the scan (docs/RELIABILITY.md)."""
     for split, n in (("train", per_class), ("validation", per_class // 2), ("test", per_class // 2)):
         for cls in sorted(os.listdir(os.path.join(data, split))):
             src = os.path.join(data, split, cls)
             os.makedirs(os.path.join(dest, split, cls), exist_ok=True)
             for name in sorted(os.listdir(src))[:n]:
-                os.symlink(os.path.abspath(os.path.join(src, name)), os.path.join(dest, split, cls, name))
+                shutil.copyfile(os.path.join(src, name), os.path.join(dest, split, cls, name))
     return dest
 
 
