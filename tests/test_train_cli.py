@@ -35,7 +35,6 @@ def test_a_folder_with_broken_files_trains_and_counts_them(shapes, tmp_path):
 
 
 def test_without_a_test_split_it_evaluates_on_validation_and_says_so(split_shapes, tmp_path):
-
     shutil.rmtree(os.path.join(split_shapes, "test"))
     p = train("--data", split_shapes, "--strategy", "scratch", "--image-size", "48", "--epochs", "1",
               "--augment", "--augment-preset", "light", "--runs-dir", str(tmp_path / "runs"))
