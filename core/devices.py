@@ -16,7 +16,7 @@ import contextlib
 import os
 import sys
 
-from core.messages import ConfigError, N_
+from core.messages import ConfigError, Message, N_
 
 THREADS_ENV = "TRANSFERLAB_TF_THREADS"
 _configured = False
@@ -109,16 +109,22 @@ def gpu_details() -> list[dict]:
     return out
 
 
-def describe_devices(gpus: list[dict]) -> str:
-    """'CPU (2 cores)', 'GPU (NVIDIA H100, compute 9.0)', '2 GPUs (2x NVIDIA A100, compute 8.0; MirroredStrategy)'."""
+def device_message(gpus: list[dict]) -> Message:
+    """Where training runs, as a sentence the dashboard translates: 'CPU (2 cores)', 'GPU (NVIDIA H100,
+    compute 9.0)', '2 GPUs (2x NVIDIA A100, compute 8.0; MirroredStrategy)'."""
     if not gpus:
-        return f"CPU ({os.cpu_count()} cores)"
+        return Message(N_("CPU ({cores} cores)"), {"cores": os.cpu_count()})
     names = sorted({g["name"] for g in gpus})
     cc = sorted({".".join(map(str, g["compute_capability"])) for g in gpus if g["compute_capability"]})
     what = ", ".join(names) + (f", compute {'/'.join(cc)}" if cc else "")
     if len(gpus) == 1:
-        return f"GPU ({what})"
-    return f"{len(gpus)} GPUs ({len(gpus)}x {what}; MirroredStrategy)"
+        return Message(N_("GPU ({what})"), {"what": what})
+    return Message(N_("{n} GPUs ({n}x {what}; MirroredStrategy)"), {"n": len(gpus), "what": what})
+
+
+def describe_devices(gpus: list[dict]) -> str:
+    """device_message in English (run logs, config.json, the command line)."""
+    return str(device_message(gpus))
 
 
 def mixed_precision_helps(gpus: list[dict] | None = None) -> bool:

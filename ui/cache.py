@@ -31,10 +31,12 @@ def sample_folder() -> str:
 
 
 @st.cache_resource(show_spinner=Translated(N_("Starting TensorFlow…")))
-def training_device() -> str:
-    from core.devices import start_tensorflow
+def training_device():
+    """Where training runs, as a core.messages.Message (shown with i18n.tm)."""
+    from core import devices
 
-    return start_tensorflow()
+    devices.start_tensorflow()
+    return devices.device_message(devices.gpu_details())
 
 
 @st.cache_data(show_spinner=Translated(N_("Checking every image in the folder…")), max_entries=16)
