@@ -20,7 +20,8 @@ from streamlit.testing.v1 import AppTest
 
 import core.jobs
 from core.sample import make_shapes
-from core.jobs import Job, JobRegistry, TrainConfig
+from core.jobs import Job, JobRegistry
+from tiny_runs import tiny_config
 
 from apptest_helpers import assert_clean, open_app, texts  # noqa: E402
 
@@ -34,19 +35,18 @@ def trained(tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("inside")
     data = make_shapes(str(base / "shapes"), per_class=10, size=48)
     runs = base / "runs"
-    result = Job(TrainConfig(data=data, strategy="scratch", image_size=48, epochs=1, batch_size=8,
-                             runs_dir=str(runs), weights=None)).run()
+    result = Job(tiny_config(data, runs, epochs=1)).run()
     assert result and result["test_accuracy"] is not None, result
     return runs
 
 
 @pytest.fixture
-def env(tmp_path, trained, monkeypatch):
+def env(tmp_path, trained, samples_dir, monkeypatch):
     runs = tmp_path / "runs"
     shutil.copytree(trained, runs)
     monkeypatch.setenv("TRANSFERLAB_RUNS_DIR", str(runs))
     monkeypatch.setenv("TRANSFERLAB_DATA_ROOTS", str(tmp_path))
-    monkeypatch.setenv("TRANSFERLAB_SAMPLES_DIR", str(tmp_path / "samples"))
+    monkeypatch.setenv("TRANSFERLAB_SAMPLES_DIR", samples_dir)
     monkeypatch.setenv("TRANSFERLAB_MAX_STEPS", "3")
     monkeypatch.setattr(core.jobs, "REGISTRY", JobRegistry())
     st.cache_data.clear()
@@ -57,12 +57,6 @@ def env(tmp_path, trained, monkeypatch):
            "classes": json.loads((run_dir / "config.json").read_text())["classes"]}
     st.cache_data.clear()
     st.cache_resource.clear()
-
-
-
-
-
-
 
 
 def image_captions(at: AppTest) -> list[str]:
@@ -78,9 +72,9 @@ def png_bytes(size=40) -> bytes:
 
 # ---------------------------------------------------------------- Inspect
 
-def test_inspect_without_a_trained_run_says_what_to_do(tmp_path, monkeypatch):
+def test_inspect_without_a_trained_run_says_what_to_do(tmp_path, samples_dir, monkeypatch):
     monkeypatch.setenv("TRANSFERLAB_RUNS_DIR", str(tmp_path / "runs"))
-    monkeypatch.setenv("TRANSFERLAB_SAMPLES_DIR", str(tmp_path / "samples"))
+    monkeypatch.setenv("TRANSFERLAB_SAMPLES_DIR", samples_dir)
     monkeypatch.setattr(core.jobs, "REGISTRY", JobRegistry())
     for page in ("inspect", "visualize"):
         at = open_app(page)
