@@ -19,6 +19,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 import core.jobs
+from core.runs import write_predictions
 from core.sample import make_shapes
 from core.jobs import Job, JobRegistry
 from tiny_runs import tiny_config
@@ -125,17 +126,35 @@ def test_inspect_layer_channels_and_grad_cam_controls(env):
     assert "Grad-CAM," in cam and "Grad-CAM++" not in cam
 
 
+def rewrite_predictions(env, wrong=()) -> list[dict]:
+    """The run's predictions.json rewritten so that the model got exactly the images numbered in
+    `wrong` wrong (each taken for the next class), whatever the tiny training happened to learn."""
+    n = len(env["classes"])
+    records = []
+    for i, record in enumerate(env["predictions"]):
+        pred = (record["true"] + 1) % n if i in wrong else record["true"]
+        records.append({**record, "pred": pred, "probs": [0.8 if c == pred else 0.2 / (n - 1) for c in range(n)]})
+    write_predictions(str(env["run_dir"]), records)
+    return records
+
+
 def test_inspect_mistakes_only_and_uploads(env):
+    rewrite_predictions(env, wrong=())
     at = open_app("inspect")
     at.toggle(key="inspect_mistakes").set_value(True).run()
     assert_clean(at)
-    mistakes = [r for r in env["predictions"] if r["true"] != r["pred"]]
-    if mistakes:
-        assert len(at.selectbox(key="inspect_image").options) == len(mistakes)
-        assert at.selectbox(key="inspect_image").value == mistakes[0]["path"]
-        assert all(o.endswith("✗") for o in at.selectbox(key="inspect_image").options)
-    else:
-        assert "got every one of these images right" in texts(at)
+    assert "got every one of these images right" in texts(at)
+
+    assert len(env["predictions"]) >= 3
+    records = rewrite_predictions(env, wrong={1, len(env["predictions"]) - 1})
+    at = open_app("inspect")
+    at.toggle(key="inspect_mistakes").set_value(True).run()
+    assert_clean(at)
+    mistakes = [r for r in records if r["true"] != r["pred"]]
+    assert len(at.selectbox(key="inspect_image").options) == len(mistakes)
+    assert at.selectbox(key="inspect_image").value == mistakes[0]["path"]
+    assert all(o.endswith("✗") for o in at.selectbox(key="inspect_image").options)
+
     at.radio(key="inspect_source").set_value("upload").run()
     at.file_uploader(key="inspect_upload").set_value(("notes.png", b"not an image at all", "image/png")).run()
     assert_clean(at)

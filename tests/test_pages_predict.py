@@ -3,7 +3,6 @@ and the export buttons, on one tiny trained run (tests/tiny_runs.py) copied into
 """
 from __future__ import annotations
 
-import ast
 import os
 import shutil
 from pathlib import Path
@@ -17,7 +16,6 @@ from core.jobs import JobRegistry
 
 from apptest_helpers import assert_clean, open_app, texts  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.timeout(240)
 
 
@@ -53,11 +51,22 @@ def test_predict_is_after_evaluate_and_asks_for_a_run_first(tmp_path, samples_di
     assert "No trained model yet" in at.info[0].value
 
 
-def test_pages_list_predict_after_evaluate():
-    tree = ast.parse((ROOT / "app.py").read_text())
-    pages = [n.args[0].value for n in ast.walk(tree) if isinstance(n, ast.Call)
-             and getattr(n.func, "attr", "") == "Page" and n.args and isinstance(n.args[0], ast.Constant)]
-    assert pages.index("app_pages/predict.py") == pages.index("app_pages/evaluate.py") + 1
+def test_pages_list_predict_after_evaluate(tmp_path, samples_dir, monkeypatch):
+    """The navigation a run of app.py hands to st.navigation (the sidebar's list, in its order)."""
+    monkeypatch.setenv("TRANSFERLAB_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("TRANSFERLAB_SAMPLES_DIR", samples_dir)
+    monkeypatch.setattr(core.jobs, "REGISTRY", JobRegistry())
+    navigations = []
+    navigation = st.navigation
+
+    def recorded(pages, *args, **kwargs):
+        navigations.append(list(pages))
+        return navigation(pages, *args, **kwargs)
+
+    monkeypatch.setattr(st, "navigation", recorded)
+    open_app()
+    pages = [(page.url_path, page.title) for page in navigations[-1]]
+    assert pages.index(("predict", "Predict")) == pages.index(("evaluate", "Evaluate")) + 1
 
 
 def test_uploads_get_a_prediction_each_and_bad_files_a_reason(env):
