@@ -42,7 +42,7 @@ def test_within_the_budget_the_images_are_decoded_once(shapes, runs_dir, monkeyp
     assert len(calls) == 3 and not any("memory budget" in line for line in job.logs)
 
 
-@pytest.mark.parametrize("views", [1, 2])
+@pytest.mark.parametrize("views", [1, pytest.param(2, marks=pytest.mark.slow)])  # 2: augmented views, streamed
 def test_streamed_feature_extraction_learns_what_the_in_memory_one_learns(split_shapes, runs_dir, monkeypatch, views):
     cfg = dict(strategy="feature-extraction", base="mobilenet_025", image_size=32, epochs=3,
                augment=views > 1, views=views)

@@ -315,6 +315,7 @@ def test_unreadable_folder_and_files_are_refused_with_a_reason():
 
 # ---------------------------------------------------------------- python -m core.train
 
+@pytest.mark.slow  # a fresh TensorFlow, 3 epochs; the fast tier trains on broken files in test_train_cli.py
 def test_cli_trains_on_the_corpus_and_counts_the_skipped_files(corpus, tmp_path):
     runs = tmp_path / "runs"
     p = subprocess.run([sys.executable, "-m", "core.train", "--data", corpus, "--strategy", "scratch",

@@ -39,7 +39,8 @@ def test_feature_extraction_computes_features_once_then_trains_the_head(split_sh
     real = features.extract
     monkeypatch.setattr(features, "extract", lambda job, model, images, views, *a, **k:
                         calls.append((len(images), views)) or real(job, model, images, views, *a, **k))
-    job = Job(tiny_config(split_shapes, runs_dir, strategy="feature-extraction", epochs=5, augment=True, views=3))
+    job = Job(tiny_config(split_shapes, runs_dir, strategy="feature-extraction", base="mobilenet_025", image_size=32,
+                          epochs=5, augment=True, views=3))
     result = job.run()
     assert job.error is None, job.error
     assert calls == [(32, 3), (12, 1)]  # train: 3 views per image, validation once; never per epoch
@@ -48,10 +49,11 @@ def test_feature_extraction_computes_features_once_then_trains_the_head(split_sh
     assert model.get_layer("head_pool") is not None  # the saved model is the full flat image model
 
 
+@pytest.mark.slow  # MobileNetV2 in both phases; the fast tier fine-tunes in test_reliability_jobs.py (stop tests)
 def test_fine_tune_runs_two_phases_and_trains_the_top_layers(split_shapes, runs_dir):
     # 54 layers: the cut has two tensors (a residual connection crosses it); 2 augmented views.
     job = Job(tiny_config(split_shapes, runs_dir, strategy="fine-tune", epochs=2, fine_tune_epochs=2,
-                          unfreeze=54, base="mobilenet_v2", augment=True, views=2))
+                          unfreeze=54, base="mobilenet_v2", image_size=32, augment=True, views=2))
     result = job.run()
     assert job.error is None, job.error
     assert [e["phase"] for e in job.epochs] == ["head", "head", "fine-tune", "fine-tune"]
