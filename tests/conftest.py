@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny generated datasets, a corpus of bad files, offline weights."""
+"""Shared fixtures: tiny generated datasets, the runs folder, the sample folder and the tiny models
+and run trained once per session, offline weights (KERAS_HOME)."""
 from __future__ import annotations
 
 import io
