@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny generated datasets, a corpus of bad files, offline weights."""
+"""Shared fixtures: tiny generated datasets, the runs folder, the sample folder and the tiny models
+and run trained once per session, offline weights (KERAS_HOME)."""
 from __future__ import annotations
 
 import io
@@ -59,3 +60,45 @@ def jpeg_bytes(size=(40, 30), color=(10, 200, 10), **kwargs) -> bytes:
 
 def random_rgb(size=32, seed=0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 255, (size, size, 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope="session")
+def samples_dir(tmp_path_factory) -> str:
+    """One samples folder for the whole session: the built-in sample is generated once."""
+    return str(tmp_path_factory.mktemp("samples"))
+
+
+@pytest.fixture(scope="session")
+def tint_model():
+    """The toy model of the visualize and adversarial tests (tiny_models.tint_model), trained once
+    per session: no test changes its weights."""
+    from tiny_models import tint_model as train_tint_model
+
+    return train_tint_model()
+
+
+@pytest.fixture
+def few_steps(monkeypatch):
+    """Optimizations and attacks capped at 40 steps (TRANSFERLAB_MAX_STEPS), so each runs in seconds."""
+    from core.visualize import MAX_STEPS_ENV
+
+    monkeypatch.setenv(MAX_STEPS_ENV, "40")
+
+
+@pytest.fixture(scope="session")
+def tiny_run_trained(tmp_path_factory) -> dict:
+    """tiny_runs.make_tiny_run, trained once per session; tests use tiny_run, a copy of their module's own."""
+    from tiny_runs import make_tiny_run
+
+    return make_tiny_run(str(tmp_path_factory.mktemp("tiny_run")))
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_run_trained, tmp_path_factory) -> dict:
+    """The tiny trained run (tiny_runs.make_tiny_run), its run folder copied for this module, which
+    may write into it (predictions, exports); its dataset and test images are shared, read only."""
+    import shutil
+
+    runs = tmp_path_factory.mktemp("runs")
+    run_dir = shutil.copytree(tiny_run_trained["run_dir"], runs / os.path.basename(tiny_run_trained["run_dir"]))
+    return {**tiny_run_trained, "run_dir": str(run_dir)}

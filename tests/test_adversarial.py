@@ -12,20 +12,11 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from tiny_models import TINT_SIZE as SIZE  # noqa: E402
 from tiny_models import tint_images  # noqa: E402
-from tiny_models import tint_model as train_tint_model  # noqa: E402
 
 from core import adversarial, explain  # noqa: E402
-from core.visualize import MAX_STEPS_ENV  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def few_steps(monkeypatch):
-    monkeypatch.setenv(MAX_STEPS_ENV, "40")
-
-
-@pytest.fixture(scope="module")
-def tint_model():
-    return train_tint_model()
+pytestmark = pytest.mark.usefixtures("few_steps")  # few_steps and tint_model: conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -139,10 +139,10 @@ def test_mixed_precision_forced_on_keeps_the_output_in_float32(shapes, tmp_path)
     import numpy as np
 
     from core import runs
-    from core.jobs import Job, TrainConfig
+    from core.jobs import Job
+    from tiny_runs import tiny_config
 
-    job = Job(TrainConfig(data=shapes, strategy="scratch", image_size=48, epochs=1, batch_size=8,
-                          runs_dir=str(tmp_path / "runs"), weights=None, mixed_precision=True))
+    job = Job(tiny_config(shapes, tmp_path / "runs", epochs=1, mixed_precision=True))
     result = job.run()
     assert job.error is None and result["mixed_precision"] is True
     assert keras.mixed_precision.global_policy().name == "float32"  # restored after training

@@ -25,24 +25,19 @@ import tensorflow as tf
 from conftest import ROOT
 from core import export, runs
 from core.export import ExportError, ExportFailed, export_run
-from tiny_runs import SIZE, make_tiny_run
+from tiny_runs import SIZE
 
 pytestmark = pytest.mark.timeout(300)
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> dict:
-    return make_tiny_run(str(tmp_path_factory.mktemp("export")))
-
-
 @pytest.fixture
-def run(tiny, tmp_path) -> dict:
+def run(tiny_run, tmp_path) -> dict:
     """The tiny run, with an output folder of this test's own."""
-    return {**tiny, "out": str(tmp_path / "exports")}
+    return {**tiny_run, "out": str(tmp_path / "exports")}
 
 
-def expected(tiny) -> np.ndarray:
-    return runs.load_model(tiny["run_dir"]).predict(tiny["images"].astype(np.float32), verbose=0)
+def expected(tiny_run) -> np.ndarray:
+    return runs.load_model(tiny_run["run_dir"]).predict(tiny_run["images"].astype(np.float32), verbose=0)
 
 
 def tflite_predict(path: str, images: np.ndarray) -> tuple[np.ndarray, tf.lite.Interpreter]:

@@ -14,6 +14,7 @@ import pytest
 
 from core import jobs, runs
 from core.jobs import JobBusy, JobRegistry, TrainConfig, write_failure_sentence
+from tiny_runs import tiny_config
 
 FINAL = ("finished", "stopped", "failed")
 
@@ -172,11 +173,6 @@ FILLS_AT = {
 }
 
 
-def _config(data, runs_dir, **kw):
-    return TrainConfig(**{**dict(data=data, strategy="scratch", image_size=48, batch_size=8, epochs=2,
-                                 runs_dir=str(runs_dir), weights=None), **kw})
-
-
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("point", [p if p == "best-status" else pytest.param(p, marks=pytest.mark.slow)
                                    for p in FILLS_AT])
@@ -184,7 +180,7 @@ def test_a_disk_filling_up_at_any_write_fails_the_job_and_the_next_one_starts(sh
                                                                               point):
     disk = FillingDisk(monkeypatch, FILLS_AT[point])
     registry = JobRegistry()
-    job = registry.start(_config(shapes, runs_dir))
+    job = registry.start(tiny_config(shapes, runs_dir))
     job.thread.join(120)
     assert not job.thread.is_alive()
     assert disk.full, "the training never reached this write"
@@ -194,7 +190,7 @@ def test_a_disk_filling_up_at_any_write_fails_the_job_and_the_next_one_starts(sh
     assert list(Path(runs_dir).rglob(".tmp-*")) == []  # nothing half-written left behind
 
     disk.free()
-    again = registry.start(_config(shapes, runs_dir, epochs=1))
+    again = registry.start(tiny_config(shapes, runs_dir, epochs=1))
     again.thread.join(120)
     assert again.state == "finished", again.error
     assert runs.read_run(again.run_dir).state == "finished"

@@ -10,12 +10,7 @@ import pytest
 
 from core import data, images, pipeline
 from core.jobs import Job, TrainConfig
-
-
-def _config(data_dir, runs_dir, **kw):
-    base = dict(data=data_dir, strategy="scratch", image_size=48, batch_size=8, epochs=2, runs_dir=runs_dir,
-                weights=None)
-    return TrainConfig(**{**base, **kw})
+from tiny_runs import tiny_config
 
 
 def _no_whole_decode(monkeypatch):
@@ -26,7 +21,7 @@ def _no_whole_decode(monkeypatch):
 
 def test_over_the_budget_a_training_reads_the_files_batch_by_batch(shapes, runs_dir, monkeypatch):
     _no_whole_decode(monkeypatch)
-    job = Job(_config(shapes, runs_dir, memory_budget_mb=0, augment=True))  # augmented in the pipeline too
+    job = Job(tiny_config(shapes, runs_dir, memory_budget_mb=0, augment=True))  # augmented in the pipeline too
     result = job.run()
     assert job.error is None, job.error
     assert any("over the memory budget" in line and "--memory-budget-mb" in line for line in map(str, job.logs))
@@ -41,20 +36,20 @@ def test_within_the_budget_the_images_are_decoded_once(shapes, runs_dir, monkeyp
     real = pipeline.load_arrays
     monkeypatch.setattr(pipeline, "load_arrays", lambda items, *a, **k: calls.append(len(items))
                         or real(items, *a, **k))
-    job = Job(_config(shapes, runs_dir, memory_budget_mb=100, epochs=1))
+    job = Job(tiny_config(shapes, runs_dir, memory_budget_mb=100, epochs=1))
     job.run()
     assert job.error is None, job.error
     assert len(calls) == 3 and not any("memory budget" in line for line in map(str, job.logs))
 
 
-@pytest.mark.parametrize("views", [1, 2])
+@pytest.mark.parametrize("views", [1, pytest.param(2, marks=pytest.mark.slow)])  # 2: augmented views, streamed
 def test_streamed_feature_extraction_learns_what_the_in_memory_one_learns(split_shapes, runs_dir, monkeypatch, views):
     cfg = dict(strategy="feature-extraction", base="mobilenet_025", image_size=32, epochs=3,
                augment=views > 1, views=views)
-    in_memory = Job(_config(split_shapes, runs_dir, memory_budget_mb=100, **cfg))
+    in_memory = Job(tiny_config(split_shapes, runs_dir, memory_budget_mb=100, **cfg))
     first = in_memory.run()
     _no_whole_decode(monkeypatch)
-    streamed = Job(_config(split_shapes, runs_dir, memory_budget_mb=0, **cfg))
+    streamed = Job(tiny_config(split_shapes, runs_dir, memory_budget_mb=0, **cfg))
     second = streamed.run()
     assert in_memory.error is None and streamed.error is None, (in_memory.error, streamed.error)
     probs = [np.array([p["probs"] for p in json.load(open(os.path.join(r["run_dir"], "predictions.json")))])
@@ -163,7 +158,7 @@ def test_a_file_that_goes_bad_during_a_streamed_training_is_reported_in_skipped_
         return real(items, *a, **k)
 
     monkeypatch.setattr(pipeline, "file_images", then_one_file_changes)
-    job = Job(_config(shapes, runs_dir, memory_budget_mb=0, epochs=1))
+    job = Job(tiny_config(shapes, runs_dir, memory_budget_mb=0, epochs=1))
     result = job.run()
     assert job.error is None and result["test_accuracy"] is not None, job.error
     skipped = json.load(open(os.path.join(result["run_dir"], "skipped.json")))

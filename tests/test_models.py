@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 
+import h5py
 import keras
 import numpy as np
 import pytest
@@ -74,10 +75,18 @@ def test_missing_weights_offline_is_one_clear_sentence(tmp_path, monkeypatch):
 
 
 def test_weights_from_keras_cache_load_offline():
-    if not os.path.exists(os.path.join(models.keras_cache_dir(), "mobilenet_2_5_128_tf_no_top.h5")):
+    cached = os.path.join(models.keras_cache_dir(), "mobilenet_2_5_128_tf_no_top.h5")
+    if not os.path.exists(cached):
         pytest.skip("no offline weights in KERAS_HOME")
     m = models.build_transfer("mobilenet_025", 128, 2)
-    assert float(np.abs(m.get_layer("conv1").get_weights()[0]).sum()) > 0
+    with h5py.File(cached, "r") as weights_file:  # Keras's legacy h5 layout: layer / weight name
+        for layer in ("conv1", "conv_dw_7", "conv_pw_13_bn"):  # the first, a middle and the last layer
+            group = weights_file[layer]
+            stored = [np.asarray(group[name.decode()]) for name in group.attrs["weight_names"]]
+            loaded = m.get_layer(layer).get_weights()
+            assert len(loaded) == len(stored), layer
+            for got, want in zip(loaded, stored):
+                np.testing.assert_array_equal(got, want, err_msg=layer)
 
 
 def test_saved_model_loads_in_safe_mode(tmp_path):

@@ -27,12 +27,6 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.timeout(180)
 
 
-@pytest.fixture(scope="session")
-def samples_dir(tmp_path_factory) -> str:
-    """One samples folder for the whole session: the built-in sample is generated once."""
-    return str(tmp_path_factory.mktemp("samples"))
-
-
 @pytest.fixture
 def env(tmp_path, samples_dir, monkeypatch):
     """Runs folder and data root in tmp_path, a fresh job registry, empty Streamlit caches."""

@@ -7,7 +7,6 @@ predictions; each damage case of issue 18 part 3 (tests/run_damage.py) is applie
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,7 +16,6 @@ import core.jobs
 from core import runs
 from core.jobs import JobRegistry
 from run_damage import DAMAGE, ISSUE_CASES
-from tiny_runs import make_tiny_run
 
 from apptest_helpers import assert_clean, open_app, texts  # noqa: E402
 
@@ -26,11 +24,10 @@ GOOD, BAD = "20260101-000000-scratch-scratch", "20270101-000000-scratch-scratch"
 
 
 @pytest.fixture(scope="module")
-def evaluated(tmp_path_factory) -> str:
+def evaluated(tiny_run) -> str:
     """The tiny run with one epoch of history, its metrics and its predictions, as training leaves them."""
-    tiny = make_tiny_run(str(tmp_path_factory.mktemp("damaged")))
-    d, labels, classes = tiny["run_dir"], tiny["labels"], tiny["classes"]
-    probs = tiny["model"].predict(tiny["images"].astype(np.float32), verbose=0)
+    d, labels, classes = tiny_run["run_dir"], tiny_run["labels"], tiny_run["classes"]
+    probs = tiny_run["model"].predict(tiny_run["images"].astype(np.float32), verbose=0)
     pred = probs.argmax(axis=1)
     n = len(classes)
     runs.append_history(d, {"epoch": 1, "phase": "head", "loss": 0.5, "accuracy": 0.8, "val_loss": 0.5,
@@ -42,12 +39,12 @@ def evaluated(tmp_path_factory) -> str:
                            "per_class": {c: {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 1}
                                          for c in classes}})
     runs.write_predictions(d, [{"path": path, "true": int(t), "pred": int(k), "probs": [float(x) for x in p]}
-                               for path, t, k, p in zip(tiny["paths"], labels, pred, probs)])
+                               for path, t, k, p in zip(tiny_run["paths"], labels, pred, probs)])
     return d
 
 
 @pytest.fixture
-def damaged(request, evaluated, tmp_path, monkeypatch):
+def damaged(request, evaluated, tmp_path, samples_dir, monkeypatch):
     """A runs folder: the good run, and a newer copy of it damaged as the case says."""
     folder = tmp_path / "runs"
     shutil.copytree(evaluated, folder / GOOD)
@@ -56,7 +53,7 @@ def damaged(request, evaluated, tmp_path, monkeypatch):
     damage(str(folder / BAD))
     monkeypatch.setenv("TRANSFERLAB_RUNS_DIR", str(folder))
     monkeypatch.setenv("TRANSFERLAB_DATA_ROOTS", str(tmp_path))
-    monkeypatch.setenv("TRANSFERLAB_SAMPLES_DIR", str(tmp_path / "samples"))
+    monkeypatch.setenv("TRANSFERLAB_SAMPLES_DIR", samples_dir)
     monkeypatch.setattr(core.jobs, "REGISTRY", JobRegistry())
     st.cache_data.clear()
     st.cache_resource.clear()

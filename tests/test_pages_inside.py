@@ -19,8 +19,10 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 import core.jobs
+from core.runs import write_predictions
 from core.sample import make_shapes
-from core.jobs import Job, JobRegistry, TrainConfig
+from core.jobs import Job, JobRegistry
+from tiny_runs import tiny_config
 
 from apptest_helpers import assert_clean, open_app, texts  # noqa: E402
 
@@ -34,19 +36,18 @@ def trained(tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("inside")
     data = make_shapes(str(base / "shapes"), per_class=10, size=48)
     runs = base / "runs"
-    result = Job(TrainConfig(data=data, strategy="scratch", image_size=48, epochs=1, batch_size=8,
-                             runs_dir=str(runs), weights=None)).run()
+    result = Job(tiny_config(data, runs, epochs=1)).run()
     assert result and result["test_accuracy"] is not None, result
     return runs
 
 
 @pytest.fixture
-def env(tmp_path, trained, monkeypatch):
+def env(tmp_path, trained, samples_dir, monkeypatch):
     runs = tmp_path / "runs"
     shutil.copytree(trained, runs)
     monkeypatch.setenv("TRANSFERLAB_RUNS_DIR", str(runs))
     monkeypatch.setenv("TRANSFERLAB_DATA_ROOTS", str(tmp_path))
-    monkeypatch.setenv("TRANSFERLAB_SAMPLES_DIR", str(tmp_path / "samples"))
+    monkeypatch.setenv("TRANSFERLAB_SAMPLES_DIR", samples_dir)
     monkeypatch.setenv("TRANSFERLAB_MAX_STEPS", "3")
     monkeypatch.setattr(core.jobs, "REGISTRY", JobRegistry())
     st.cache_data.clear()
@@ -57,12 +58,6 @@ def env(tmp_path, trained, monkeypatch):
            "classes": json.loads((run_dir / "config.json").read_text())["classes"]}
     st.cache_data.clear()
     st.cache_resource.clear()
-
-
-
-
-
-
 
 
 def image_captions(at: AppTest) -> list[str]:
@@ -78,9 +73,9 @@ def png_bytes(size=40) -> bytes:
 
 # ---------------------------------------------------------------- Inspect
 
-def test_inspect_without_a_trained_run_says_what_to_do(tmp_path, monkeypatch):
+def test_inspect_without_a_trained_run_says_what_to_do(tmp_path, samples_dir, monkeypatch):
     monkeypatch.setenv("TRANSFERLAB_RUNS_DIR", str(tmp_path / "runs"))
-    monkeypatch.setenv("TRANSFERLAB_SAMPLES_DIR", str(tmp_path / "samples"))
+    monkeypatch.setenv("TRANSFERLAB_SAMPLES_DIR", samples_dir)
     monkeypatch.setattr(core.jobs, "REGISTRY", JobRegistry())
     for page in ("inspect", "visualize"):
         at = open_app(page)
@@ -131,17 +126,35 @@ def test_inspect_layer_channels_and_grad_cam_controls(env):
     assert "Grad-CAM," in cam and "Grad-CAM++" not in cam
 
 
+def rewrite_predictions(env, wrong=()) -> list[dict]:
+    """The run's predictions.json rewritten so that the model got exactly the images numbered in
+    `wrong` wrong (each taken for the next class), whatever the tiny training happened to learn."""
+    n = len(env["classes"])
+    records = []
+    for i, record in enumerate(env["predictions"]):
+        pred = (record["true"] + 1) % n if i in wrong else record["true"]
+        records.append({**record, "pred": pred, "probs": [0.8 if c == pred else 0.2 / (n - 1) for c in range(n)]})
+    write_predictions(str(env["run_dir"]), records)
+    return records
+
+
 def test_inspect_mistakes_only_and_uploads(env):
+    rewrite_predictions(env, wrong=())
     at = open_app("inspect")
     at.toggle(key="inspect_mistakes").set_value(True).run()
     assert_clean(at)
-    mistakes = [r for r in env["predictions"] if r["true"] != r["pred"]]
-    if mistakes:
-        assert len(at.selectbox(key="inspect_image").options) == len(mistakes)
-        assert at.selectbox(key="inspect_image").value == mistakes[0]["path"]
-        assert all(o.endswith("✗") for o in at.selectbox(key="inspect_image").options)
-    else:
-        assert "got every one of these images right" in texts(at)
+    assert "got every one of these images right" in texts(at)
+
+    assert len(env["predictions"]) >= 3
+    records = rewrite_predictions(env, wrong={1, len(env["predictions"]) - 1})
+    at = open_app("inspect")
+    at.toggle(key="inspect_mistakes").set_value(True).run()
+    assert_clean(at)
+    mistakes = [r for r in records if r["true"] != r["pred"]]
+    assert len(at.selectbox(key="inspect_image").options) == len(mistakes)
+    assert at.selectbox(key="inspect_image").value == mistakes[0]["path"]
+    assert all(o.endswith("✗") for o in at.selectbox(key="inspect_image").options)
+
     at.radio(key="inspect_source").set_value("upload").run()
     at.file_uploader(key="inspect_upload").set_value(("notes.png", b"not an image at all", "image/png")).run()
     assert_clean(at)

@@ -3,7 +3,6 @@ and the export buttons, on one tiny trained run (tests/tiny_runs.py) copied into
 """
 from __future__ import annotations
 
-import ast
 import os
 import shutil
 from pathlib import Path
@@ -14,34 +13,27 @@ import streamlit as st
 import core.jobs
 from core.predict import Predictor, predict_folder
 from core.jobs import JobRegistry
-from tiny_runs import make_tiny_run
 
 from apptest_helpers import assert_clean, open_app, texts  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.timeout(240)
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> dict:
-    return make_tiny_run(str(tmp_path_factory.mktemp("predict_page")))
-
-
 @pytest.fixture
-def env(tmp_path, trained, monkeypatch):
+def env(tmp_path, tiny_run, samples_dir, monkeypatch):
     runs = tmp_path / "runs"
-    shutil.copytree(Path(trained["run_dir"]).parent, runs)
+    shutil.copytree(Path(tiny_run["run_dir"]).parent, runs)
     data_root = tmp_path / "data"
     data_root.mkdir()
     monkeypatch.setenv("TRANSFERLAB_RUNS_DIR", str(runs))
     monkeypatch.setenv("TRANSFERLAB_DATA_ROOTS", str(data_root))
-    monkeypatch.setenv("TRANSFERLAB_SAMPLES_DIR", str(tmp_path / "samples"))
+    monkeypatch.setenv("TRANSFERLAB_SAMPLES_DIR", samples_dir)
     monkeypatch.setattr(core.jobs, "REGISTRY", JobRegistry())
     st.cache_data.clear()
     st.cache_resource.clear()
     run_dir = next(runs.iterdir())
     yield {"run_dir": str(run_dir), "run_id": run_dir.name, "data": data_root, "outside": tmp_path / "outside",
-           "classes": trained["classes"], "paths": trained["paths"]}
+           "classes": tiny_run["classes"], "paths": tiny_run["paths"]}
     st.cache_data.clear()
     st.cache_resource.clear()
 
@@ -50,20 +42,31 @@ def image_captions(at) -> list[str]:
     return [c for image in at.image for c in image.captions]
 
 
-def test_predict_is_after_evaluate_and_asks_for_a_run_first(tmp_path, monkeypatch):
+def test_predict_is_after_evaluate_and_asks_for_a_run_first(tmp_path, samples_dir, monkeypatch):
     monkeypatch.setenv("TRANSFERLAB_RUNS_DIR", str(tmp_path / "runs"))
-    monkeypatch.setenv("TRANSFERLAB_SAMPLES_DIR", str(tmp_path / "samples"))
+    monkeypatch.setenv("TRANSFERLAB_SAMPLES_DIR", samples_dir)
     monkeypatch.setattr(core.jobs, "REGISTRY", JobRegistry())
     at = open_app("predict")
     assert at.title[0].value == "Predict"
     assert "No trained model yet" in at.info[0].value
 
 
-def test_pages_list_predict_after_evaluate():
-    tree = ast.parse((ROOT / "app.py").read_text())
-    pages = [n.args[0].value for n in ast.walk(tree) if isinstance(n, ast.Call)
-             and getattr(n.func, "attr", "") == "Page" and n.args and isinstance(n.args[0], ast.Constant)]
-    assert pages.index("app_pages/predict.py") == pages.index("app_pages/evaluate.py") + 1
+def test_pages_list_predict_after_evaluate(tmp_path, samples_dir, monkeypatch):
+    """The navigation a run of app.py hands to st.navigation (the sidebar's list, in its order)."""
+    monkeypatch.setenv("TRANSFERLAB_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("TRANSFERLAB_SAMPLES_DIR", samples_dir)
+    monkeypatch.setattr(core.jobs, "REGISTRY", JobRegistry())
+    navigations = []
+    navigation = st.navigation
+
+    def recorded(pages, *args, **kwargs):
+        navigations.append(list(pages))
+        return navigation(pages, *args, **kwargs)
+
+    monkeypatch.setattr(st, "navigation", recorded)
+    open_app()
+    pages = [(page.url_path, page.title) for page in navigations[-1]]
+    assert pages.index(("predict", "Predict")) == pages.index(("evaluate", "Evaluate")) + 1
 
 
 def test_uploads_get_a_prediction_each_and_bad_files_a_reason(env):

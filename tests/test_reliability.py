@@ -4,31 +4,25 @@ errors: test_reliability_jobs.py; two users: e2e/test_reliability.py.)
 """
 from __future__ import annotations
 
-import io
 import json
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 import streamlit as st
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 import core.jobs
-from core import data, runs
-from core.jobs import Job, JobRegistry, TrainConfig
+from core import runs
+from core.jobs import Job, JobRegistry
+from tiny_runs import tiny_config
 from ui import folders
 
 from apptest_helpers import APP, assert_clean, open_app, texts  # noqa: E402
 from test_reliability_inputs import make_corpus  # noqa: E402
 
 pytestmark = pytest.mark.timeout(240)
-
-
-@pytest.fixture(scope="module")
-def samples_dir(tmp_path_factory) -> str:
-    return str(tmp_path_factory.mktemp("samples"))
 
 
 @pytest.fixture
@@ -95,8 +89,7 @@ def test_a_read_only_dataset_is_never_written(env):
         at.switch_page("app_pages/augment.py").run()
         assert_clean(at)
         assert len(at.image) == 12
-        result = Job(TrainConfig(data=corpus, strategy="scratch", image_size=48, epochs=1, batch_size=8,
-                                 runs_dir=str(env["runs"]), weights=None)).run()
+        result = Job(tiny_config(corpus, env["runs"], epochs=1)).run()
         assert result and result["test_accuracy"] is not None
         assert tree(corpus) == before
         assert Path(result["run_dir"]).resolve().is_relative_to(env["runs"].resolve())

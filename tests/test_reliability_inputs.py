@@ -315,6 +315,7 @@ def test_unreadable_folder_and_files_are_refused_with_a_reason():
 
 # ---------------------------------------------------------------- python -m core.train
 
+@pytest.mark.slow  # a fresh TensorFlow, 3 epochs; the fast tier trains on broken files in test_train_cli.py
 def test_cli_trains_on_the_corpus_and_counts_the_skipped_files(corpus, tmp_path):
     runs = tmp_path / "runs"
     p = subprocess.run([sys.executable, "-m", "core.train", "--data", corpus, "--strategy", "scratch",
@@ -335,11 +336,11 @@ def test_cli_trains_on_the_corpus_and_counts_the_skipped_files(corpus, tmp_path)
 # ---------------------------------------------------------------- the pages
 
 @pytest.fixture
-def env(tmp_path, corpus, monkeypatch):
+def env(tmp_path, corpus, samples_dir, monkeypatch):
     """The corpus inside the data roots, runs in tmp_path, a fresh job registry and caches."""
     monkeypatch.setenv("TRANSFERLAB_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setenv("TRANSFERLAB_DATA_ROOTS", os.path.dirname(corpus))
-    monkeypatch.setenv("TRANSFERLAB_SAMPLES_DIR", str(tmp_path / "samples"))
+    monkeypatch.setenv("TRANSFERLAB_SAMPLES_DIR", samples_dir)
     monkeypatch.setattr(core.jobs, "REGISTRY", JobRegistry())
     st.cache_data.clear()
     st.cache_resource.clear()

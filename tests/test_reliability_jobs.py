@@ -19,21 +19,16 @@ import pytest
 
 from conftest import ROOT
 from core import runs
-from core.jobs import Job, JobBusy, JobRegistry, TrainConfig
+from core.jobs import Job, JobBusy, JobRegistry
+from tiny_runs import tiny_config
 
 pytestmark = pytest.mark.timeout(240)
 
 
-def _config(data, runs_dir, **kw):
-    base = dict(data=data, strategy="scratch", image_size=48, batch_size=8, epochs=2, runs_dir=runs_dir,
-                weights=None)
-    return TrainConfig(**{**base, **kw})
-
-
 def _fine_tune(data, runs_dir, **kw):
     """Fine-tuning a MobileNet (alpha 0.25) without ImageNet weights: both phases in seconds."""
-    return _config(data, runs_dir, strategy="fine-tune", base="mobilenet_025", image_size=32, epochs=1,
-                   fine_tune_epochs=1, unfreeze=6, **kw)
+    return tiny_config(data, runs_dir, strategy="fine-tune", base="mobilenet_025", image_size=32, epochs=1,
+                       fine_tune_epochs=1, unfreeze=6, **kw)
 
 
 def _only_run(runs_dir) -> runs.Run:
@@ -156,7 +151,7 @@ def test_stop_pressed_twice_at_any_phase_ends_in_one_stopped_run(split_shapes, r
 
 
 def test_stop_after_the_job_ended_changes_nothing(shapes, runs_dir):
-    job = Job(_config(shapes, runs_dir, epochs=1))
+    job = Job(tiny_config(shapes, runs_dir, epochs=1))
     job.run()
     assert job.state == "finished"
     _stop_twice(job)
@@ -171,7 +166,7 @@ def test_start_pressed_twice_at_once_starts_one_job(shapes, runs_dir):
     def press():
         barrier.wait()
         try:
-            outcomes.append(registry.start(_config(shapes, runs_dir, epochs=1)))
+            outcomes.append(registry.start(tiny_config(shapes, runs_dir, epochs=1)))
         except JobBusy as e:
             outcomes.append(e)
 
@@ -194,7 +189,7 @@ def test_out_of_memory_in_the_second_epoch_fails_readably_and_keeps_the_first(sh
     import tensorflow as tf
 
     registry = JobRegistry()
-    job = registry.start(_config(shapes, runs_dir, epochs=5))
+    job = registry.start(tiny_config(shapes, runs_dir, epochs=5))
     real = job.add_batch
 
     def add_batch(record):
@@ -214,7 +209,7 @@ def test_out_of_memory_in_the_second_epoch_fails_readably_and_keeps_the_first(sh
 
 
 def test_a_file_vanishing_during_the_run_is_skipped_with_its_reason(shapes, runs_dir):
-    job = Job(_config(shapes, runs_dir, epochs=1))
+    job = Job(tiny_config(shapes, runs_dir, epochs=1))
     gone = os.path.join(shapes, "circle", sorted(os.listdir(os.path.join(shapes, "circle")))[0])
     real = job.set_phase
 
@@ -233,7 +228,7 @@ def test_a_file_vanishing_during_the_run_is_skipped_with_its_reason(shapes, runs
 def test_the_dataset_vanishing_before_the_job_scans_it_fails_readably(shapes, runs_dir):
     registry = JobRegistry()
     os.rename(shapes, shapes + "-moved")
-    job = registry.start(_config(shapes, runs_dir))
+    job = registry.start(tiny_config(shapes, runs_dir))
     job.thread.join(60)
     assert job.state == "failed" and job.input_error
     assert job.error.startswith("Folder not found")
@@ -244,7 +239,7 @@ def test_a_full_disk_while_writing_the_history_fails_readably(shapes, runs_dir, 
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(runs, "append_history", full)
-    job = Job(_config(shapes, runs_dir))
+    job = Job(tiny_config(shapes, runs_dir))
     job.run()
     assert job.state == "failed" and "No space left on device" in job.error
     assert _only_run(runs_dir).state == "failed"

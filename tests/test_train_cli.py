@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from conftest import CATS_AND_DOGS, ROOT, jpeg_bytes, save_image
+from core import train as train_cli
 
 KEYS = {"run_dir", "strategy", "base", "epochs_run", "seconds", "val_accuracy", "test_accuracy",
         "evaluated_on", "skipped"}
@@ -46,24 +47,25 @@ def test_without_a_test_split_it_evaluates_on_validation_and_says_so(split_shape
     assert augment["shear"] == 0.2 and augment["horizontal_flip"] and augment["rotation"] == 0  # the blog's
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--data", "/no/such/folder", "--strategy", "scratch"], "Folder not found"),
-    (["--strategy", "scratch", "--image-size", "32"], "at least 48 px"),
-    (["--strategy", "fine-tune", "--base", "alexnet"], "Unknown base"),
-])
-def test_bad_input_exits_2_with_one_line(shapes, tmp_path, args, message):
-    if "--data" not in args:
-        args = ["--data", shapes] + args
-    p = train(*args, "--runs-dir", str(tmp_path / "runs"), timeout=120)
+def test_bad_input_exits_2_with_one_line(shapes, tmp_path, capsys):
+    """One case through `python -m core.train` (no traceback, no TensorFlow chatter on stderr), the
+    others through its main() in this process (a fresh TensorFlow import takes seconds)."""
+    runs_dir = str(tmp_path / "runs")
+    p = train("--data", "/no/such/folder", "--strategy", "scratch", "--runs-dir", runs_dir, timeout=120)
     assert p.returncode == 2
-    assert len(p.stderr.strip().splitlines()) == 1 and message in p.stderr
-    assert not os.path.exists(tmp_path / "runs")  # nothing half-written
+    assert len(p.stderr.strip().splitlines()) == 1 and "Folder not found" in p.stderr
+    for args, message in ((["--strategy", "scratch", "--image-size", "32"], "at least 48 px"),
+                          (["--strategy", "fine-tune", "--base", "alexnet"], "Unknown base")):
+        assert train_cli.main(["--data", shapes, *args, "--runs-dir", runs_dir]) == 2, args
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and message in err, err
+    assert not os.path.exists(runs_dir)  # nothing half-written
 
 
-def test_a_single_class_is_a_clear_error(tmp_path):
+def test_a_single_class_is_a_clear_error(tmp_path, capsys):
     save_image(str(tmp_path / "only" / "cats" / "a.png"))
-    p = train("--data", str(tmp_path / "only"), "--strategy", "scratch", timeout=120)
-    assert p.returncode == 2 and "at least two class folders" in p.stderr
+    assert train_cli.main(["--data", str(tmp_path / "only"), "--strategy", "scratch"]) == 2
+    assert "at least two class folders" in capsys.readouterr().err
 
 
 @pytest.mark.slow

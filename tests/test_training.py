@@ -10,16 +10,11 @@ import pytest
 
 from core import features, metrics, pipeline, runs
 from core.jobs import Job, JobBusy, JobRegistry, TrainConfig
-
-
-def _config(data, runs_dir, **kw):
-    base = dict(data=data, strategy="scratch", image_size=48, batch_size=8, epochs=2, runs_dir=runs_dir,
-                weights=None)
-    return TrainConfig(**{**base, **kw})
+from tiny_runs import tiny_config
 
 
 def test_scratch_run_writes_a_complete_run_folder(shapes, runs_dir):
-    job = Job(_config(shapes, runs_dir, augment=True))
+    job = Job(tiny_config(shapes, runs_dir, augment=True))
     result = job.run()
     assert job.state == "finished" and job.error is None
     assert result["epochs_run"] == 2 and result["evaluated_on"] == "test"
@@ -44,7 +39,8 @@ def test_feature_extraction_computes_features_once_then_trains_the_head(split_sh
     real = features.extract
     monkeypatch.setattr(features, "extract", lambda job, model, images, views, *a, **k:
                         calls.append((len(images), views)) or real(job, model, images, views, *a, **k))
-    job = Job(_config(split_shapes, runs_dir, strategy="feature-extraction", epochs=5, augment=True, views=3))
+    job = Job(tiny_config(split_shapes, runs_dir, strategy="feature-extraction", base="mobilenet_025", image_size=32,
+                          epochs=5, augment=True, views=3))
     result = job.run()
     assert job.error is None, job.error
     assert calls == [(32, 3), (12, 1)]  # train: 3 views per image, validation once; never per epoch
@@ -53,10 +49,11 @@ def test_feature_extraction_computes_features_once_then_trains_the_head(split_sh
     assert model.get_layer("head_pool") is not None  # the saved model is the full flat image model
 
 
+@pytest.mark.slow  # MobileNetV2 in both phases; the fast tier fine-tunes in test_reliability_jobs.py (stop tests)
 def test_fine_tune_runs_two_phases_and_trains_the_top_layers(split_shapes, runs_dir):
     # 54 layers: the cut has two tensors (a residual connection crosses it); 2 augmented views.
-    job = Job(_config(split_shapes, runs_dir, strategy="fine-tune", epochs=2, fine_tune_epochs=2,
-                      unfreeze=54, base="mobilenet_v2", augment=True, views=2))
+    job = Job(tiny_config(split_shapes, runs_dir, strategy="fine-tune", epochs=2, fine_tune_epochs=2,
+                          unfreeze=54, base="mobilenet_v2", image_size=32, augment=True, views=2))
     result = job.run()
     assert job.error is None, job.error
     assert [e["phase"] for e in job.epochs] == ["head", "head", "fine-tune", "fine-tune"]
@@ -66,7 +63,7 @@ def test_fine_tune_runs_two_phases_and_trains_the_top_layers(split_shapes, runs_
 
 
 def test_stop_is_honoured_within_one_batch_and_keeps_the_model(shapes, runs_dir, monkeypatch):
-    job = Job(_config(shapes, runs_dir, epochs=50, batch_size=2))
+    job = Job(tiny_config(shapes, runs_dir, epochs=50, batch_size=2))
     real_add = job.add_batch
 
     def add_then_stop(record):
@@ -85,9 +82,9 @@ def test_stop_is_honoured_within_one_batch_and_keeps_the_model(shapes, runs_dir,
 
 def test_registry_runs_one_job_at_a_time_in_the_background(shapes, runs_dir):
     registry = JobRegistry()
-    job = registry.start(_config(shapes, runs_dir, epochs=30, batch_size=2))
+    job = registry.start(tiny_config(shapes, runs_dir, epochs=30, batch_size=2))
     with pytest.raises(JobBusy, match="already running"):
-        registry.start(_config(shapes, runs_dir))
+        registry.start(tiny_config(shapes, runs_dir))
     deadline = time.time() + 60
     while not job.batches and time.time() < deadline:
         time.sleep(0.05)
@@ -97,7 +94,7 @@ def test_registry_runs_one_job_at_a_time_in_the_background(shapes, runs_dir):
     job.thread.join(60)
     assert not job.thread.is_alive() and job.state == "stopped"
     assert registry.active() is None and registry.latest() is job
-    again = registry.start(_config(shapes, runs_dir, epochs=1))
+    again = registry.start(tiny_config(shapes, runs_dir, epochs=1))
     again.thread.join(60)
     assert again.state == "finished"
 
@@ -108,7 +105,7 @@ def test_an_error_in_the_thread_becomes_a_readable_failed_job(shapes, runs_dir, 
 
     monkeypatch.setattr(pipeline, "load_arrays", boom)
     registry = JobRegistry()
-    job = registry.start(_config(shapes, runs_dir))
+    job = registry.start(tiny_config(shapes, runs_dir))
     job.thread.join(60)
     assert job.state == "failed" and "Out of memory" in job.error and "batch size" in job.error
     assert runs.read_run(job.run_dir).state == "failed"
@@ -116,7 +113,7 @@ def test_an_error_in_the_thread_becomes_a_readable_failed_job(shapes, runs_dir, 
 
 def test_bad_settings_are_refused_before_a_thread_starts(shapes, runs_dir):
     with pytest.raises(ValueError, match="Unknown strategy"):
-        JobRegistry().start(_config(shapes, runs_dir, strategy="magic"))
+        JobRegistry().start(tiny_config(shapes, runs_dir, strategy="magic"))
     with pytest.raises(ValueError, match="Unknown base"):
         TrainConfig(data=shapes, strategy="fine-tune", base="alexnet").resolved()
 

@@ -1,4 +1,5 @@
-"""A tiny trained run folder (no training job needed), shared by the export and predict tests.
+"""Tiny trainings shared by the test files: the TrainConfig of a training that takes seconds, and a
+tiny trained run folder (no training job needed) for the export and predict tests.
 
 The tiny convnet of tiny_models.py is fitted in-process for a few seconds on generated circles
 and squares until its predictions are confident, then saved as runs/<id>/ with the config.json
@@ -11,6 +12,15 @@ import os
 import numpy as np
 
 SIZE = 32
+
+
+def tiny_config(data: str, runs_dir, **overrides):
+    """The TrainConfig of a training that takes seconds: the scratch convnet at 48 px, batches of 8,
+    2 epochs, no ImageNet weights; a test overrides what it is about."""
+    from core.jobs import TrainConfig
+
+    return TrainConfig(**{"data": data, "strategy": "scratch", "image_size": 48, "batch_size": 8, "epochs": 2,
+                          "runs_dir": str(runs_dir), "weights": None, **overrides})
 
 
 def make_tiny_run(base: str, epochs: int = 15) -> dict:
