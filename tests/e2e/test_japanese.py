@@ -10,7 +10,6 @@ follows the translation instead of repeating it.
 from __future__ import annotations
 
 import functools
-import os
 import re
 
 import pytest
