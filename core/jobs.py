@@ -146,8 +146,11 @@ def write_failure_sentence(e: BaseException, runs_dir: str | None = None) -> Mes
     no permission), or None when `e` is something else. Errors that reading the user's images can
     raise too count only for a path inside runs_dir (or an unknown path).
     """
+    if isinstance(e, runs.RunWriteError) and e.errno in _WRITE_FAILURES:
+        # the same sentence as any failed write, core.runs' own (where and why) as its detail
+        return Message(_WRITE_FAILURES[e.errno], {"detail": e.message})
     if isinstance(e, runs.RunWriteError):
-        return e.message  # core.runs already said it in one sentence
+        return e.message
     if not isinstance(e, OSError) or e.errno not in _WRITE_FAILURES:
         return None
     if e.errno in _ALSO_FROM_READING and e.filename and runs_dir and not _inside(str(e.filename), runs_dir):
