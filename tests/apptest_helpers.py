@@ -8,6 +8,21 @@ from streamlit.testing.v1 import AppTest
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
 
+def isolate_app(monkeypatch, runs, data_root, samples_dir) -> None:
+    """The app of one test: its own runs folder, data root and (shared) samples folder, a fresh job
+    registry, empty Streamlit caches."""
+    import streamlit as st
+
+    import core.jobs
+
+    monkeypatch.setenv("TRANSFERLAB_RUNS_DIR", str(runs))
+    monkeypatch.setenv("TRANSFERLAB_DATA_ROOTS", str(data_root))
+    monkeypatch.setenv("TRANSFERLAB_SAMPLES_DIR", str(samples_dir))
+    monkeypatch.setattr(core.jobs, "REGISTRY", core.jobs.JobRegistry())
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
 def open_app(page: str | None = None) -> AppTest:
     """The app after its first run, switched to app_pages/<page>.py; fails on any exception box."""
     at = AppTest.from_file(APP, default_timeout=90).run()

@@ -12,12 +12,10 @@ import numpy as np
 import pytest
 import streamlit as st
 
-import core.jobs
 from core import runs
-from core.jobs import JobRegistry
 from run_damage import DAMAGE, ISSUE_CASES
 
-from apptest_helpers import assert_clean, open_app, texts  # noqa: E402
+from apptest_helpers import assert_clean, isolate_app, open_app, texts  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
 GOOD, BAD = "20260101-000000-scratch-scratch", "20270101-000000-scratch-scratch"  # BAD is the newest
@@ -51,12 +49,7 @@ def damaged(request, evaluated, tmp_path, samples_dir, monkeypatch):
     shutil.copytree(evaluated, folder / BAD)
     damage, why = DAMAGE[request.param]
     damage(str(folder / BAD))
-    monkeypatch.setenv("TRANSFERLAB_RUNS_DIR", str(folder))
-    monkeypatch.setenv("TRANSFERLAB_DATA_ROOTS", str(tmp_path))
-    monkeypatch.setenv("TRANSFERLAB_SAMPLES_DIR", samples_dir)
-    monkeypatch.setattr(core.jobs, "REGISTRY", JobRegistry())
-    st.cache_data.clear()
-    st.cache_resource.clear()
+    isolate_app(monkeypatch, folder, tmp_path, samples_dir)
     yield why
     st.cache_data.clear()
     st.cache_resource.clear()

@@ -14,7 +14,7 @@ import core.jobs
 from core.predict import Predictor, predict_folder
 from core.jobs import JobRegistry
 
-from apptest_helpers import assert_clean, open_app, texts  # noqa: E402
+from apptest_helpers import assert_clean, isolate_app, open_app, texts  # noqa: E402
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -25,12 +25,7 @@ def env(tmp_path, tiny_run, samples_dir, monkeypatch):
     shutil.copytree(Path(tiny_run["run_dir"]).parent, runs)
     data_root = tmp_path / "data"
     data_root.mkdir()
-    monkeypatch.setenv("TRANSFERLAB_RUNS_DIR", str(runs))
-    monkeypatch.setenv("TRANSFERLAB_DATA_ROOTS", str(data_root))
-    monkeypatch.setenv("TRANSFERLAB_SAMPLES_DIR", samples_dir)
-    monkeypatch.setattr(core.jobs, "REGISTRY", JobRegistry())
-    st.cache_data.clear()
-    st.cache_resource.clear()
+    isolate_app(monkeypatch, runs, data_root, samples_dir)
     run_dir = next(runs.iterdir())
     yield {"run_dir": str(run_dir), "run_id": run_dir.name, "data": data_root, "outside": tmp_path / "outside",
            "classes": tiny_run["classes"], "paths": tiny_run["paths"]}
