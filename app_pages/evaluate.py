@@ -7,17 +7,21 @@ import pandas as pd
 import streamlit as st
 
 from core.jobs import REGISTRY
-from core.runs import Run, list_runs
-from ui import cache, charts, inside, results, state, widgets
+from core.runs import LABEL_MAX, Run, RunInUse, RunWriteError, delete_run, list_runs, set_label
+from ui import cache, charts, i18n, inside, results, state, widgets
 from ui.i18n import N_, fmt_int, fmt_num, fmt_pct, t, tm
 
 GALLERY_MAX = 24
+LADDER_BARS = 12  # the newest evaluated runs in the ladder chart
+SMOOTHING = 0.8   # the book's smooth_curve factor
 # Why a run has no test results, by its state; any other state: NO_RESULTS[None].
 NO_RESULTS = {"running": N_("No test results for this run: it is still training."),
               "interrupted": N_("No test results for this run: the server stopped while it trained."),
               None: N_("No test results for this run: it has no evaluation.")}
 ACCURACY_ON = {"test": N_("Accuracy (test)"), "validation": N_("Accuracy (validation)")}
 LOSS_ON = {"test": N_("Loss (test)"), "validation": N_("Loss (validation)")}
+SUMMARY_HEADERS = {"layer": N_("layer"), "type": N_("type"), "output shape": N_("output shape"),
+                   "parameters": N_("parameters"), "trains": N_("trains")}
 PER_CLASS_HEADERS = {"class": N_("class"), "precision": N_("precision"), "recall": N_("recall"), "f1": N_("f1"),
                      "support": N_("support")}
 
@@ -42,11 +46,73 @@ def main() -> None:
 
 
 def ladder_table(runs: list[Run]) -> None:
-    """Every run: strategy, base, image size, epochs, time, validation and test accuracy, state."""
+    """Every run: its dataset, test and validation accuracy, strategy, base, size, epochs, time, state."""
     st.subheader(t("All runs"))
-    table = pd.DataFrame([results.ladder_row(r) for r in runs])
-    st.dataframe(table, hide_index=True, key="ladder", column_config=headers(
-        results.LADDER_HEADERS, percent=("validation accuracy", "test accuracy")))
+    table = pd.DataFrame([results.shown_row(results.ladder_row(r)) for r in runs])
+    st.dataframe(table, hide_index=True, key="ladder", column_config=headers(results.LADDER_HEADERS))
+    ladder_chart(runs)
+    manage_runs(runs)
+
+
+def ladder_chart(runs: list[Run]) -> None:
+    """The evaluated runs as bars of their test accuracy, oldest first, like the rungs of a ladder."""
+    evaluated = [r for r in reversed(runs) if r.metrics][-LADDER_BARS:]
+    if len(evaluated) < 2:
+        return
+    with st.expander(t("Ladder: test accuracy of each run"), expanded=False):
+        st.plotly_chart(charts.ladder([{"label": results.short_label(r), "ours": r.metrics["accuracy"],
+                                        "published": None} for r in evaluated]), key="ladder_chart")
+
+
+def manage_runs(runs: list[Run]) -> None:
+    """Rename a run (the name shows in the table and the legends) or delete it, after a confirmation.
+    A run that is still training cannot be deleted."""
+    with st.expander(t("Rename or delete a run"), icon=":material/edit:"):
+        by_id = {r.id: r for r in runs}
+        run_id = st.selectbox(t("Run"), list(by_id), key="manage_run",
+                              format_func=lambda i: by_id[i].name if by_id[i].label is None
+                              else f"{by_id[i].name} ({i})")
+        run = by_id[run_id]
+        with st.form("rename_run", border=False):
+            name = st.text_input(t("Name"), value=run.label or "", max_chars=LABEL_MAX, key=f"run_label_{run.id}",
+                                 placeholder=run.id, help=t("Leave empty to name the run by its folder again."))
+            if st.form_submit_button(t("Rename"), icon=":material/edit:"):
+                try:
+                    set_label(run.run_dir, name)
+                except RunWriteError as e:
+                    st.error(i18n.error_text(e))
+                else:
+                    st.rerun()
+        delete_run_button(run)
+
+
+def delete_run_button(run: Run) -> None:
+    """Delete…, then a second button that names what goes: a click by mistake deletes nothing."""
+    if run.state == "running":
+        st.button(t("Delete…"), key="delete_run", disabled=True, icon=":material/delete:",
+                  help=t("This run is still training: stop it on the Train page first."))
+        return
+    asking = st.session_state.get("delete_asked") == run.id
+    if not asking:
+        if st.button(t("Delete…"), key="delete_run", icon=":material/delete:"):
+            st.session_state["delete_asked"] = run.id
+            st.rerun()
+        return
+    st.warning(t("Delete run {run} and all its files (model, curves, predictions)? This cannot be undone.",
+                 run=widgets.plain(run.name)))
+    yes, no = st.columns(2)
+    if yes.button(t("Delete for good"), key="delete_run_confirm", type="primary", icon=":material/delete_forever:"):
+        st.session_state.pop("delete_asked", None)
+        try:
+            delete_run(run.run_dir, REGISTRY.active_run_dirs())
+        except (RunInUse, RunWriteError) as e:
+            st.error(i18n.error_text(e))
+            return
+        st.toast(t("Run {run} deleted.", run=run.name))
+        st.rerun()
+    if no.button(t("Keep it"), key="delete_run_cancel"):
+        st.session_state.pop("delete_asked", None)
+        st.rerun()
 
 
 def headers(labels: dict[str, str], percent=(), decimals: dict[str, int] | None = None) -> dict:
@@ -72,7 +138,7 @@ def run_picker(runs: list[Run]) -> list[Run]:
         return []
     default = next((i for i, r in by_id.items() if r.metrics), next(iter(by_id)))
     chosen = st.multiselect(t("Runs to look at"), list(by_id), default=[default], key="eval_runs",
-                            format_func=lambda i: t("{run} ({state})", run=i, state=t(by_id[i].state)),
+                            format_func=lambda i: t("{run} ({state})", run=by_id[i].name, state=t(by_id[i].state)),
                             persist_state="session")
     return [by_id[i] for i in chosen if i in by_id]
 
@@ -83,7 +149,11 @@ def compare_curves(chosen: list[Run]) -> None:
     if not any(r.history for r in chosen):
         st.caption(t("No epoch finished yet in these runs."))
         return
-    st.plotly_chart(charts.history_curves(chosen), key="history_curves")
+    smooth = st.toggle(t("Smooth the curves"), key="eval_smooth", help=t(
+        "Draws each curve as its running average (each point is 80 % the previous smoothed point and 20 % "
+        "itself), as the book does: the trend of a noisy validation curve is easier to see."))
+    st.plotly_chart(charts.history_curves(chosen, [results.short_label(r) for r in chosen],
+                                          SMOOTHING if smooth else 0.0), key="history_curves")
 
 
 def detail_picker(chosen: list[Run]) -> Run:
@@ -91,14 +161,15 @@ def detail_picker(chosen: list[Run]) -> Run:
     if len(chosen) == 1:
         return chosen[0]
     ids = [r.id for r in chosen]
-    pick = st.selectbox(t("Test results of"), ids, key="eval_detail")
+    names = {r.id: r.name for r in chosen}
+    pick = st.selectbox(t("Test results of"), ids, key="eval_detail", format_func=names.get)
     return chosen[ids.index(pick)]
 
 
 def test_metrics(run: Run) -> None:
     """Accuracy and loss, per-class precision and recall, the confusion matrix and its images."""
     metrics = run.metrics
-    st.subheader(t("Test results — {run}", run=run.id))
+    st.subheader(t("Test results — {run}", run=run.name))
     if not metrics:
         st.info(no_results(run))
         return
@@ -118,6 +189,22 @@ def test_metrics(run: Run) -> None:
         confusion(metrics, cell)
     if cell is not None:
         cell_gallery(run, metrics, cell)
+    model_summary(run)
+
+
+def model_summary(run: Run) -> None:
+    """The model's layers with their output shapes: what model.summary() prints, as a table."""
+    if not run.has_model:
+        return
+    with st.expander(t("The model's layers (output shapes and parameters)"), icon=":material/stacks:"):
+        problem = inside.model_problem(run)
+        if problem:
+            st.error(problem)
+            return
+        rows, params, trained = inside.layer_summary(inside.model_ref(run))
+        st.caption(t("{layers} layers · {params} parameters, {trained} of them trained",
+                     layers=fmt_int(len(rows)), params=fmt_int(params), trained=fmt_int(trained)))
+        st.dataframe(pd.DataFrame(rows), hide_index=True, key="model_summary", column_config=headers(SUMMARY_HEADERS))
 
 
 def no_results(run: Run) -> str:
@@ -140,16 +227,27 @@ def cell_picker(run: Run, metrics: dict) -> tuple[int, int] | None:
     """The confusion-matrix cell whose images are shown: mistakes first, the biggest first."""
     cm, classes = metrics["confusion_matrix"], metrics["classes"]
     cells = results.confusion_cells(cm, classes)
+    key = f"eval_cell_{run.id}"
+    st.session_state.setdefault(key, 0 if cells else None)
+    # A click on a cell of the matrix (drawn below) chooses that cell, as its pill would. The
+    # matrix keeps its selection across reruns, so only a new click moves the pills.
+    clicked = charts.cell_of_selection(st.session_state.get("confusion"))
+    if clicked != st.session_state.get("eval_cell_clicked"):
+        st.session_state["eval_cell_clicked"] = clicked
+        if clicked in cells:
+            st.session_state[key] = cells.index(clicked)
     # Options are indices: a tuple as an option would be read as a list of defaults.
-    pick = st.pills(t("Show the images of a cell (true → predicted)"), range(len(cells)), key=f"eval_cell_{run.id}",
-                    default=0 if cells else None, format_func=lambda i: results.cell_label(cells[i], cm, classes))
+    pick = st.pills(t("Show the images of a cell (true → predicted)"), range(len(cells)), key=key,
+                    format_func=lambda i: results.cell_label(cells[i], cm, classes))
     return cells[pick] if pick is not None else None
 
 
 def confusion(metrics: dict, cell: tuple[int, int] | None) -> None:
     """Rows: the true class; columns: the predicted class; the chosen cell outlined."""
     st.markdown(t("**Confusion matrix**"))
-    st.plotly_chart(charts.confusion_matrix(metrics["confusion_matrix"], metrics["classes"], cell), key="confusion")
+    st.plotly_chart(charts.confusion_matrix(metrics["confusion_matrix"], metrics["classes"], cell), key="confusion",
+                    on_select="rerun", selection_mode="points")
+    st.caption(t("Click a cell to see its images."))
 
 
 def cell_gallery(run: Run, metrics: dict, cell: tuple[int, int]) -> None:

@@ -254,7 +254,7 @@ def job_report(job) -> None:
 def headline(snap: dict) -> str:
     """':material/directions_run: **running** · phase **head**' in the reader's language."""
     icon, state_word = widgets.STATE_ICONS.get(snap["state"], ""), t(snap["state"])
-    if snap["phase"]:
+    if snap["phase"] and snap["state"] in ("running", "stopping"):  # an ended run has no phase any more
         return t("{icon} **{state}** · phase **{phase}**", icon=icon, state=state_word, phase=t(snap["phase"]))
     return f"{icon} **{state_word}**"
 
@@ -268,9 +268,13 @@ def stop_button(job) -> None:
 def curves(snap: dict) -> None:
     """Loss and accuracy: train per batch, validation per epoch."""
     st.plotly_chart(charts.job_curves(snap["batches"], snap["epochs"]), key="job_curves")
-    st.caption(t("{batches} · {epochs} recorded",
-                 batches=nt("{n} batch", "{n} batches", len(snap["batches"])),
-                 epochs=nt("{n} epoch", "{n} epochs", len(snap["epochs"]))))
+    complete = [e for e in snap["epochs"] if not e.get("partial")]
+    words = dict(batches=nt("{n} batch", "{n} batches", len(snap["batches"])),
+                 epochs=nt("{n} epoch", "{n} epochs", len(complete)))
+    if len(complete) < len(snap["epochs"]):  # stopped mid-epoch: that epoch is drawn but not counted
+        st.caption(t("{batches} · {epochs} recorded, and the epoch that was stopped partway", **words))
+    else:
+        st.caption(t("{batches} · {epochs} recorded", **words))
 
 
 def result(snap: dict) -> None:

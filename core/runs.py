@@ -6,6 +6,7 @@
               metrics.json      accuracy, loss, per-class scores, confusion matrix
               predictions.json  one record per evaluated image: path, true, pred, probs
               skipped.json      the dataset's files that could not be used, with the reason
+              label.json        the name a person gave the run on the Evaluate page (a JSON string)
               model.keras       the best model
               export/           what core.export writes;  predict/  what core.predict writes
 
@@ -23,6 +24,7 @@ import functools
 import json
 import os
 import re
+import shutil
 import socket
 import time
 from contextlib import contextmanager, suppress
@@ -38,6 +40,9 @@ DAMAGED = "damaged"  # not a state on disk: a run with a file that cannot be use
 
 CONFIG, STATUS, HISTORY = "config.json", "status.json", "history.jsonl"
 METRICS, PREDICTIONS, SKIPPED, MODEL = "metrics.json", "predictions.json", "skipped.json", "model.keras"
+LABEL = "label.json"
+LABEL_MAX = 80  # characters: a name for a table cell and a chart legend, not a description
+TRASH_PREFIX = ".deleting-"  # a run being deleted: renamed away first, so no listing sees half of it
 EXPORT_DIR, PREDICT_DIR = "export", "predict"
 
 
@@ -77,6 +82,11 @@ class Run:
     has_model: bool
     damaged: str | None = None
     damaged_message: Message | None = None
+    label: str | None = None  # the name a person gave it (label.json); None: the run id names it
+
+    @property
+    def name(self) -> str:
+        return self.label or self.id
 
 
 def default_runs_dir() -> str:
@@ -209,6 +219,32 @@ def save_model(run_dir: str, model) -> None:
             raise
 
 
+class RunInUse(Explained, ValueError):
+    """A change to a run that its running training would contradict (deleting it)."""
+
+
+def set_label(run_dir: str, label: str) -> str:
+    """Name the run (an empty label gives it back its id as its name); returns the label kept."""
+    label = " ".join(str(label).split())[:LABEL_MAX]
+    if not label:
+        files.remove_quietly(_path(run_dir, LABEL))
+        return ""
+    _write_run_json(run_dir, LABEL, label)
+    return label
+
+
+def delete_run(run_dir: str, active_run_dirs=()) -> None:
+    """Delete a run and all its files. Refused (RunInUse) while it trains. The folder is renamed away
+    first, in one step, so a listing never shows half a run; then its files are removed."""
+    run = read_run(run_dir, active_run_dirs)
+    if run.state == RUNNING:
+        raise RunInUse(N_("Run {run} is still training: stop it first, then delete it."), run=run.name)
+    trash = os.path.join(os.path.dirname(os.path.abspath(run_dir)), TRASH_PREFIX + os.path.basename(run_dir))
+    with _writing(run_dir):
+        os.replace(run_dir, trash)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
 # ---------------------------------------------------------------- reading and checking
 
 _ABSENT = object()
@@ -270,6 +306,15 @@ def read_history(run_dir: str) -> list[dict]:
         record = _parse(line, where)
         history.append(_checked(record, run_schema.epoch_problem(where, record)))
     return history
+
+
+def read_label(run_dir: str) -> str | None:
+    """The name a person gave the run; None when it has none or the file is not a short text."""
+    try:
+        label = _load(run_dir, LABEL)
+    except RunDamaged:  # a name is a nicety: a damaged one is no reason to call the run damaged
+        return None
+    return label[:LABEL_MAX] if isinstance(label, str) and label.strip() else None
 
 
 def read_metrics(run_dir: str) -> dict | None:
@@ -341,6 +386,7 @@ def read_run(run_dir: str, active_run_dirs=()) -> Run:
     status = read(read_status, {})
     history = read(read_history, [])
     metrics = read(read_metrics, None)
+    label = read_label(run_dir)
     n_classes = len(config["classes"]) if config.get("classes") else None
     if metrics is not None and n_classes is not None and len(metrics["classes"]) != n_classes:
         problems.append(Message(N_("metrics.json has {found} classes and config.json {expected}."),
@@ -353,7 +399,7 @@ def read_run(run_dir: str, active_run_dirs=()) -> Run:
     return Run(id=os.path.basename(os.path.normpath(run_dir)), run_dir=run_dir, config=config, status=status,
                state=DAMAGED if damaged else _state(status, run_dir, active_run_dirs), history=history,
                metrics=metrics, has_model=has_model(run_dir), damaged=damaged and str(damaged),
-               damaged_message=damaged)
+               damaged_message=damaged, label=label)
 
 
 def open_run(run_dir: str) -> Run:
@@ -380,7 +426,7 @@ def list_runs(runs_dir: str | None = None, active_run_dirs=()) -> list[Run]:
     if not os.path.isdir(runs_dir):
         return []
     dirs = [e.path for e in os.scandir(runs_dir)
-            if e.is_dir() and os.path.exists(_path(e.path, CONFIG))]
+            if e.is_dir() and not e.name.startswith(".") and os.path.exists(_path(e.path, CONFIG))]
     return [read_run(d, active_run_dirs) for d in sorted(dirs, reverse=True)]
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from core import runs
 from run_damage import DAMAGE, append
+from tiny_runs import METRICS, finished_run as _finished_run
 
 
 def test_create_list_and_read_runs(tmp_path):
@@ -54,24 +55,6 @@ def test_loading_a_run_without_a_model_says_why(tmp_path):
 
 
 # ---------------------------------------------------------------- damaged run files
-
-METRICS = {"accuracy": 0.5, "loss": 0.7, "count": 2, "classes": ["a", "b"], "confusion_matrix": [[1, 0], [1, 0]],
-           "evaluated_on": "test", "per_class": {"a": {"precision": 0.5, "recall": 1.0, "f1": 0.67, "support": 1},
-                                                 "b": {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1}}}
-
-
-def _finished_run(runs_dir: str) -> str:
-    """A finished, evaluated run with two classes, written through core.runs' own writers."""
-    d = runs.create_run(runs_dir, {"strategy": "scratch", "base": "scratch", "classes": ["a", "b"],
-                                   "image_size": 32})
-    runs.append_history(d, {"epoch": 1, "phase": "head", "loss": 0.7, "accuracy": 0.5, "val_loss": 0.6,
-                            "val_accuracy": 0.6, "partial": False})
-    runs.write_metrics(d, METRICS)
-    runs.write_predictions(d, [{"path": "/x/a.png", "true": 0, "pred": 0, "probs": [0.9, 0.1]},
-                               {"path": "/x/b.png", "true": 1, "pred": 0, "probs": [0.7, 0.3]}])
-    runs.write_status(d, state=runs.FINISHED, best_val_accuracy=0.6)
-    return d
-
 
 @pytest.mark.parametrize("case", DAMAGE)
 def test_a_damaged_run_file_is_listed_with_why_and_every_other_run_too(tmp_path, case):
@@ -259,3 +242,40 @@ class _BigModel:
         with open(path, "wb") as f:
             for _ in range(512):
                 f.write(b"\1" * 4096)
+
+
+def test_a_run_can_be_named_and_the_name_cleared(tmp_path):
+    d = _finished_run(str(tmp_path))
+    assert runs.read_run(d).name == os.path.basename(d)
+    assert runs.set_label(d, "  cats   and dogs, first try ") == "cats and dogs, first try"
+    run = runs.read_run(d)
+    assert (run.label, run.name) == ("cats and dogs, first try", "cats and dogs, first try")
+    assert len(runs.set_label(d, "x" * 500)) == runs.LABEL_MAX
+    runs.set_label(d, "   ")
+    assert runs.read_run(d).label is None and runs.read_run(d).name == os.path.basename(d)
+
+
+@pytest.mark.parametrize("content", [b"\xff\xfe", b"{not json", b"42", b'""'])
+def test_a_damaged_name_file_leaves_the_run_unnamed_not_damaged(tmp_path, content):
+    d = _finished_run(str(tmp_path))
+    with open(os.path.join(d, runs.LABEL), "wb") as f:
+        f.write(content)
+    run = runs.read_run(d)
+    assert run.label is None and run.damaged is None and run.state == runs.FINISHED
+
+
+def test_deleting_a_run_removes_it_whole_and_a_training_run_is_refused(tmp_path):
+    done, other = _finished_run(str(tmp_path)), _finished_run(str(tmp_path))
+    runs.delete_run(done)
+    assert not os.path.exists(done) and os.listdir(tmp_path) == [os.path.basename(other)]
+    assert [r.run_dir for r in runs.list_runs(str(tmp_path))] == [other]
+    runs.write_status(other, state=runs.RUNNING, pid=os.getpid())
+    with pytest.raises(runs.RunInUse, match="still training"):
+        runs.delete_run(other, active_run_dirs=[other])
+    assert runs.read_run(other, [other]).state == runs.RUNNING  # untouched
+
+
+def test_a_run_half_deleted_is_never_listed(tmp_path):
+    d = _finished_run(str(tmp_path))
+    os.replace(d, os.path.join(tmp_path, runs.TRASH_PREFIX + os.path.basename(d)))  # a delete cut short
+    assert runs.list_runs(str(tmp_path)) == []

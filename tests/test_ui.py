@@ -104,7 +104,7 @@ def run(history=(), state="finished", result=None, metrics=None, config=None):
 def test_ladder_row_of_a_finished_and_of_a_running_run():
     done = results.ladder_row(run(result={"epochs_run": 5, "seconds": 12.34, "val_accuracy": 0.9},
                                   metrics={"accuracy": 0.88, "evaluated_on": "test"}))
-    assert done == {"run": "r1", "strategy": "feature extraction + augmentation", "base": "mobilenet_v2",
+    assert done == {"run": "r1", "dataset": None, "strategy": "feature extraction + augmentation", "base": "mobilenet_v2",
                     "image size": 160, "epochs": 5, "time (s)": 12.3, "validation accuracy": 0.9,
                     "test accuracy": 0.88, "evaluated on": "test", "state": "finished"}
     history = [{"epoch": 1, "val_accuracy": 0.5}, {"epoch": 2, "val_accuracy": 0.7},
@@ -165,3 +165,38 @@ def test_plain_shows_names_from_files_as_they_are():
     assert widgets.plain("1. www.x.org\n# title") == "1\\. www\\.x.org \\# title"
     assert widgets.plain("_x_ and snake_case.png: 40%") == "\\_x\\_ and snake_case.png: 40%"
     assert widgets.plain(os.fsdecode(b"caf\xff")) == "caf\ufffd"
+
+
+def test_the_accuracy_axis_zooms_to_the_data():
+    low, high = charts.accuracy_range([0.975, 0.99, 0.981])
+    assert 0.95 < low < 0.975 and 0.99 < high <= 1.01  # 97–99 % curves fill the axis
+    assert charts.accuracy_range([]) == [0, 1.02]
+    assert charts.accuracy_range([0.0, 1.0])[0] == 0.0 and charts.accuracy_range([0.0, 1.0])[1] <= 1.01
+
+
+def test_smoothing_is_the_books_moving_average_and_keeps_gaps():
+    smoothed = charts.smooth([1.0, 0.0, None, 0.0], 0.8)
+    assert smoothed[2] is None and [smoothed[i] for i in (0, 1, 3)] == pytest.approx([1.0, 0.8, 0.64])
+    assert charts.smooth([0.3, 0.9], 0.0) == [0.3, 0.9]
+
+
+def test_a_click_on_a_confusion_matrix_cell_names_that_cell():
+    fig = charts.confusion_matrix([[5, 1], [2, 7]], ["cat", "dog"])
+    markers = fig.data[1]
+    assert [tuple(c) for c in markers.customdata] == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    click = {"selection": {"points": [{"x": 1, "y": 0, "customdata": [0, 1]}]}}
+    assert charts.cell_of_selection(click) == (0, 1)
+    assert charts.cell_of_selection({"selection": {"points": []}}) is None
+    assert charts.cell_of_selection(None) is None
+
+
+def test_the_runs_table_reads_without_none_and_in_one_percent_format():
+    failed = results.ladder_row(run(state="failed", config={"strategy": "scratch", "base": "scratch",
+                                                            "data": "/data/cats_and_dogs_small"}))
+    shown = results.shown_row(failed)
+    assert None not in shown.values() and "None" not in map(str, shown.values())
+    assert shown["dataset"] == "cats_and_dogs_small" and shown["test accuracy"] == results.MISSING
+    done = results.shown_row(results.ladder_row(run(result={"val_accuracy": 0.98},
+                                                    metrics={"accuracy": 0.978, "evaluated_on": "test"})))
+    assert (done["validation accuracy"], done["test accuracy"]) == ("98.0%", "97.8%")
+    assert list(results.LADDER_HEADERS)[:4] == ["run", "dataset", "test accuracy", "validation accuracy"]

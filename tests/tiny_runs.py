@@ -11,6 +11,8 @@ import os
 
 import numpy as np
 
+from core import runs
+
 SIZE = 32
 
 
@@ -55,3 +57,21 @@ def make_tiny_run(base: str, epochs: int = 15) -> dict:
     runs.write_status(run_dir, state=runs.FINISHED, best_val_accuracy=1.0)
     return {"run_dir": run_dir, "data": root, "classes": list(ds.classes), "images": xt, "labels": yt,
             "paths": paths, "model": model}
+
+
+METRICS = {"accuracy": 0.5, "loss": 0.7, "count": 2, "classes": ["a", "b"], "confusion_matrix": [[1, 0], [1, 0]],
+           "evaluated_on": "test", "per_class": {"a": {"precision": 0.5, "recall": 1.0, "f1": 0.67, "support": 1},
+                                                 "b": {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1}}}
+
+
+def finished_run(runs_dir: str) -> str:
+    """A finished, evaluated run with two classes, written through core.runs' own writers."""
+    d = runs.create_run(runs_dir, {"strategy": "scratch", "base": "scratch", "classes": ["a", "b"],
+                                   "image_size": 32})
+    runs.append_history(d, {"epoch": 1, "phase": "head", "loss": 0.7, "accuracy": 0.5, "val_loss": 0.6,
+                            "val_accuracy": 0.6, "partial": False})
+    runs.write_metrics(d, METRICS)
+    runs.write_predictions(d, [{"path": "/x/a.png", "true": 0, "pred": 0, "probs": [0.9, 0.1]},
+                               {"path": "/x/b.png", "true": 1, "pred": 0, "probs": [0.7, 0.3]}])
+    runs.write_status(d, state=runs.FINISHED, best_val_accuracy=0.6)
+    return d

@@ -57,7 +57,8 @@ def training_curves(series: list[dict], title: str | None = None) -> go.Figure:
     """Loss and accuracy side by side against epochs.
 
     Each series: {"name", "x", "loss", "accuracy", "kind": "batch" | "epoch", "dash"?}.
-    Per-batch series are drawn thin and light, per-epoch ones with markers.
+    Per-batch series are drawn thin and light, per-epoch ones with markers. The accuracy axis
+    zooms to the data: curves between 97 and 99 % are not squashed at the top of 0–100 %.
     """
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.08)
     palette = ["#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#B279A2", "#FF9DA6", "#9D755D"]
@@ -72,10 +73,39 @@ def training_curves(series: list[dict], title: str | None = None) -> go.Figure:
                                      showlegend=col == 1, **style), row=1, col=col)
     fig.update_xaxes(title_text=t("epoch"))
     fig.update_yaxes(title_text=t("loss"), rangemode="tozero", row=1, col=1)
-    fig.update_yaxes(title_text=t("accuracy"), range=[0, 1.02], row=1, col=2)
+    fig.update_yaxes(title_text=t("accuracy"), range=accuracy_range([a for s in series for a in s["accuracy"]]),
+                     tickformat=".0%" if _span(series) > 0.05 else ".1%", row=1, col=2)
     fig.update_layout(height=340, margin=dict(l=10, r=10, t=40 if title else 20, b=10),
                       legend=dict(orientation="h", y=-0.22), title=title, uirevision="curves")
     return fig
+
+
+def accuracy_range(values) -> list[float]:
+    """The accuracy axis: the data's range with a margin, inside 0–100 %; all of 0–100 % without data."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return [0, 1.02]
+    low, high = min(values), max(values)
+    margin = max(0.005, 0.08 * (high - low))
+    return [max(0.0, low - margin), min(1.0, high + margin) + 0.002]
+
+
+def _span(series: list[dict]) -> float:
+    values = [v for s in series for v in s["accuracy"] if v is not None]
+    return max(values) - min(values) if values else 1.0
+
+
+def smooth(values: list, factor: float) -> list:
+    """Exponential moving average (the book's smooth_curve): each point is factor × the previous
+    smoothed point + (1 − factor) × itself. factor 0 leaves the curve as it is; gaps stay gaps."""
+    smoothed, previous = [], None
+    for v in values:
+        if v is None:
+            smoothed.append(None)
+            continue
+        previous = v if previous is None else factor * previous + (1 - factor) * v
+        smoothed.append(previous)
+    return smoothed
 
 
 def _thin(x, *ys):
@@ -103,19 +133,21 @@ def job_curves(batches: list[dict], epochs: list[dict]) -> go.Figure:
     return fig
 
 
-def history_curves(runs: list) -> go.Figure:
-    """Validation (solid) and train (dotted) curves of several runs, one colour per run."""
+def history_curves(runs: list, labels: list[str] | None = None, smoothing: float = 0.0) -> go.Figure:
+    """Validation (solid) and train (dotted) curves of several runs, one colour per run, named by
+    their short labels; smoothing (0–1) draws each curve as its exponential moving average."""
     palette = ["#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#B279A2", "#FF9DA6", "#9D755D"]
+    labels = labels or [run.id for run in runs]
     series = []
-    for i, run in enumerate(runs):
+    for i, (run, label) in enumerate(zip(runs, labels)):
         hist, colour = run.history, palette[i % len(palette)]
         val = [h for h in hist if h.get("val_loss") is not None]
-        series.append({"name": t("{run} validation", run=run.id), "kind": "epoch", "color": colour,
-                       "x": [h["epoch"] for h in val], "loss": [h["val_loss"] for h in val],
-                       "accuracy": [h.get("val_accuracy") for h in val]})
-        series.append({"name": t("{run} train", run=run.id), "kind": "epoch", "color": colour, "dash": "dot",
-                       "x": [h["epoch"] for h in hist], "loss": [h.get("loss") for h in hist],
-                       "accuracy": [h.get("accuracy") for h in hist]})
+        series.append({"name": t("{run} validation", run=label), "kind": "epoch", "color": colour,
+                       "x": [h["epoch"] for h in val], "loss": smooth([h["val_loss"] for h in val], smoothing),
+                       "accuracy": smooth([h.get("val_accuracy") for h in val], smoothing)})
+        series.append({"name": t("{run} train", run=label), "kind": "epoch", "color": colour, "dash": "dot",
+                       "x": [h["epoch"] for h in hist], "loss": smooth([h.get("loss") for h in hist], smoothing),
+                       "accuracy": smooth([h.get("accuracy") for h in hist], smoothing)})
     return training_curves(series)
 
 
@@ -128,15 +160,54 @@ def _mark_phases(fig: go.Figure, epochs: list[dict]) -> None:
 
 
 def confusion_matrix(cm: list[list[int]], classes: list[str], selected: tuple[int, int] | None = None) -> go.Figure:
-    """Rows: true class; columns: predicted class; the chosen cell outlined."""
-    fig = go.Figure(go.Heatmap(z=cm, x=classes, y=classes, colorscale="Blues", text=cm,
-                               texttemplate="%{text}",
-                               hovertemplate=t("true %{y}, predicted %{x}: %{z}") + "<extra></extra>",
-                               showscale=False))
+    """Rows: true class; columns: predicted class; the chosen cell outlined.
+
+    A heatmap cannot be selected in the browser, so an invisible marker sits on each cell: clicking
+    a cell selects its marker, whose customdata is (true, predicted) — see cell_of_selection.
+    """
+    n = len(classes)
+    fig = go.Figure(go.Heatmap(z=cm, x=list(range(n)), y=list(range(n)), colorscale="Blues", text=cm,
+                               texttemplate="%{text}", hoverinfo="skip", showscale=False))
+    cells = [(true, pred) for true in range(n) for pred in range(n)]
+    fig.add_trace(go.Scatter(
+        x=[p for _, p in cells], y=[r for r, _ in cells], customdata=cells, mode="markers",
+        marker=dict(size=max(12, 300 // max(n, 1)), symbol="square", opacity=0),
+        selected=dict(marker=dict(opacity=0)), unselected=dict(marker=dict(opacity=0)), showlegend=False,
+        hovertext=[t("true {true}, predicted {predicted}: {n} — click to see these images",
+                     true=classes[r], predicted=classes[p], n=cm[r][p]) for r, p in cells],
+        hoverinfo="text"))
     if selected:
         true, pred = selected
         fig.add_shape(type="rect", x0=pred - 0.5, x1=pred + 0.5, y0=true - 0.5, y1=true + 0.5,
                       line=dict(color="#E45756", width=3))
-    fig.update_layout(height=120 + 60 * len(classes), margin=dict(l=10, r=10, t=30, b=10),
-                      xaxis_title=t("predicted"), yaxis_title=t("true"), yaxis_autorange="reversed")
+    ticks = dict(tickmode="array", tickvals=list(range(n)), ticktext=classes)
+    fig.update_layout(height=120 + 60 * n, margin=dict(l=10, r=10, t=30, b=10), clickmode="event+select",
+                      dragmode=False, xaxis=dict(title=t("predicted"), **ticks),
+                      yaxis=dict(title=t("true"), autorange="reversed", **ticks))
+    return fig
+
+
+def cell_of_selection(selection) -> tuple[int, int] | None:
+    """The (true, predicted) cell a click on confusion_matrix selected, from st.plotly_chart's event."""
+    points = (selection or {}).get("selection", {}).get("points") or []
+    for point in points:
+        data = point.get("customdata")
+        if isinstance(data, (list, tuple)) and len(data) == 2:
+            return int(data[0]), int(data[1])
+    return None
+
+
+def ladder(rows: list[dict]) -> go.Figure:
+    """One bar per run (its test accuracy) and, for a run of a recipe, the published figure as a
+    marker beside it. rows: {"label", "ours", "published" (None when there is none)}."""
+    fig = go.Figure(go.Bar(x=[r["label"] for r in rows], y=[r["ours"] for r in rows], name=t("ours (test)"),
+                           marker_color="#4C78A8", text=[f"{r['ours']:.1%}" for r in rows], textposition="inside"))
+    published = [r for r in rows if r.get("published") is not None]
+    low = min([r["ours"] for r in rows] + [r["published"] for r in published])
+    if published:
+        fig.add_trace(go.Scatter(x=[r["label"] for r in published], y=[r["published"] for r in published],
+                                 mode="markers", name=t("published"),
+                                 marker=dict(symbol="line-ew-open", size=40, line=dict(width=4, color="#E45756"))))
+    fig.update_layout(height=320, margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=-0.25),
+                      yaxis=dict(title=t("test accuracy"), tickformat=".0%", range=[max(0.0, low - 0.1), 1.0]))
     return fig

@@ -124,6 +124,15 @@ def model(ref: tuple[str, float]):
     return _load_model(*ref)
 
 
+@st.cache_data(show_spinner=False, max_entries=16)
+def layer_summary(ref: tuple[str, float]) -> tuple[list[dict], int, int]:
+    """The model's layers with their output shapes and parameters (model.summary() as rows), and
+    (all parameters, the trainable ones)."""
+    from core.summary import parameter_counts, summary_rows
+    loaded = model(ref)
+    return summary_rows(loaded), *parameter_counts(loaded)
+
+
 def classes(run: Run) -> list[str]:
     return list(run.config["classes"])
 

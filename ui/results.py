@@ -5,19 +5,26 @@ cells (strategy, state, split) are in the session's language (ui.i18n), the numb
 """
 from __future__ import annotations
 
+import os
+
 from core import runs
 from core.runs import Run
-from ui.i18n import N_, fmt_int, t, tm
+from ui import cache
+from ui.i18n import N_, fmt_int, fmt_pct, t, tm
 
 # core.jobs.STRATEGY_LABELS as they read inside a sentence or a table cell ("feature extraction +
 # augmentation"): their own catalog entries, since a translation may differ from the title's.
 STRATEGY_LABELS = {"scratch": N_("from scratch"), "feature-extraction": N_("feature extraction"),
                    "fine-tune": N_("fine-tuning")}
 # The runs table's columns (the keys of ladder_row) and their headers.
-LADDER_HEADERS = {"run": N_("run"), "strategy": N_("strategy"), "base": N_("base"), "image size": N_("image size"),
-                  "epochs": N_("epochs"), "time (s)": N_("time (s)"),
-                  "validation accuracy": N_("validation accuracy"), "test accuracy": N_("test accuracy"),
-                  "evaluated on": N_("evaluated on"), "state": N_("state")}
+# The accuracies come right after the run's name and dataset: they are what the table is read for,
+# and they stay on screen at 1280 px.
+LADDER_HEADERS = {"run": N_("run"), "dataset": N_("dataset"), "test accuracy": N_("test accuracy"),
+                  "validation accuracy": N_("validation accuracy"), "strategy": N_("strategy"),
+                  "base": N_("base"), "image size": N_("image size"), "epochs": N_("epochs"),
+                  "time (s)": N_("time (s)"), "evaluated on": N_("evaluated on"), "state": N_("state")}
+PERCENT_COLUMNS = ("test accuracy", "validation accuracy")
+MISSING = "—"  # an empty cell: no test yet, a failed run, …
 
 
 def best_val_accuracy(run: Run) -> float | None:
@@ -53,7 +60,8 @@ def ladder_row(run: Run) -> dict:
         seconds = (status.get("finished") or status.get("updated") or status["started"]) - status["started"]
     evaluated_on = metrics.get("evaluated_on", "test" if metrics else None)
     return {
-        "run": run.id,
+        "run": run.name,
+        "dataset": dataset_name(config.get("data")),
         "strategy": strategy_label(config.get("strategy"), bool(config.get("augment"))),
         "base": config.get("base"),
         "image size": config.get("image_size"),
@@ -64,6 +72,30 @@ def ladder_row(run: Run) -> dict:
         "evaluated on": t(evaluated_on) if evaluated_on else None,
         "state": state_label(run),
     }
+
+
+def dataset_name(path: str | None) -> str | None:
+    """The dataset's folder name ('cats_and_dogs_small'), or 'built-in sample'."""
+    if not path:
+        return None
+    if os.path.realpath(path) == os.path.realpath(cache.sample_folder()):
+        return t("built-in sample")
+    return os.path.basename(os.path.normpath(path))
+
+
+def shown_row(row: dict) -> dict:
+    """A runs-table row as it reads: percentages in one format, an empty cell as a dash (never None)."""
+    return {k: MISSING if v is None else fmt_pct(v, 1) if k in PERCENT_COLUMNS else v for k, v in row.items()}
+
+
+def short_label(run: Run) -> str:
+    """A run's name for a chart legend: the name a person gave it, or its start time and strategy
+    ('12:45:03 feature extraction'), since run ids are too long for a legend."""
+    if run.label:
+        return run.label
+    stamp = run.id.split("-")
+    when = f"{stamp[1][:2]}:{stamp[1][2:4]}:{stamp[1][4:6]}" if len(stamp) > 1 and len(stamp[1]) >= 6 else run.id
+    return f"{when} {strategy_label(run.config.get('strategy'), bool(run.config.get('augment')))}"
 
 
 def confusion_cells(cm: list[list[int]], classes: list[str]) -> list[tuple[int, int]]:

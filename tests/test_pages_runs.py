@@ -1,0 +1,63 @@
+"""The Evaluate page's runs table: a run renamed there keeps its name everywhere; a run deleted
+there is gone after one confirmation; a training run cannot be deleted."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from core import runs
+from tiny_runs import finished_run
+
+from apptest_helpers import assert_clean, isolate_app, open_app, texts  # noqa: E402
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture
+def two_runs(tmp_path, samples_dir, monkeypatch) -> list[str]:
+    folder = tmp_path / "runs"
+    made = [finished_run(str(folder)), finished_run(str(folder))]
+    isolate_app(monkeypatch, folder, tmp_path, samples_dir)
+    return made
+
+
+def table(at) -> dict:
+    return at.dataframe[0].value  # the table of all runs
+
+
+def test_a_renamed_run_shows_its_name_in_the_table_and_the_pickers(two_runs):
+    older = os.path.basename(two_runs[0])
+    at = open_app("evaluate")
+    at.selectbox(key="manage_run").set_value(older).run()
+    at.text_input(key=f"run_label_{older}").input("first try, 150 px")
+    at.button(key="FormSubmitter:rename_run-Rename").click().run()
+    assert_clean(at)
+    assert "first try, 150 px" in list(table(at)["run"])
+    assert runs.read_run(two_runs[0]).label == "first try, 150 px"
+    assert "first try, 150 px" in at.selectbox(key="manage_run").format_func(older)
+
+
+def test_deleting_a_run_asks_first_then_removes_it(two_runs):
+    older, newer = (os.path.basename(d) for d in two_runs)
+    at = open_app("evaluate")
+    at.selectbox(key="manage_run").set_value(older).run()
+    at.button(key="delete_run").click().run()
+    assert os.path.isdir(two_runs[0])  # nothing deleted by the first click
+    assert "cannot be undone" in texts(at)
+    at.button(key="delete_run_cancel").click().run()
+    assert os.path.isdir(two_runs[0]) and "cannot be undone" not in texts(at)
+    at.button(key="delete_run").click().run()
+    at.button(key="delete_run_confirm").click().run()
+    assert_clean(at)
+    assert not os.path.exists(two_runs[0])
+    assert list(table(at)["run"]) == [newer]
+
+
+def test_a_run_still_training_cannot_be_deleted(two_runs):
+    newer = os.path.basename(two_runs[1])
+    # Another live process of this machine trains it (the parent of the test process will do).
+    runs.write_status(two_runs[1], state=runs.RUNNING, pid=os.getppid())
+    at = open_app("evaluate")
+    at.selectbox(key="manage_run").set_value(newer).run()
+    assert at.button(key="delete_run").disabled
