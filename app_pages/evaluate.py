@@ -57,11 +57,17 @@ def ladder_table(runs: list[Run]) -> None:
 def ladder_chart(runs: list[Run]) -> None:
     """The evaluated runs as bars of their test accuracy, oldest first, like the rungs of a ladder."""
     evaluated = [r for r in reversed(runs) if r.metrics][-LADDER_BARS:]
-    if len(evaluated) < 2:
+    if len(evaluated) < 2 and not any(r.config.get("recipe") for r in evaluated):
         return
     with st.expander(t("Ladder: test accuracy of each run"), expanded=False):
-        st.plotly_chart(charts.ladder([{"label": results.short_label(r), "ours": r.metrics["accuracy"],
-                                        "published": None} for r in evaluated]), key="ladder_chart")
+        st.plotly_chart(charts.ladder([ladder_bar(r) for r in evaluated]), key="ladder_chart")
+        st.caption(t("Bars: our test accuracy. A red line beside a bar: the figure the run's recipe published."))
+
+
+def ladder_bar(run: Run) -> dict:
+    recipe = results.recipe_of(run.config.get("recipe"))
+    return {"label": results.short_label(run), "ours": run.metrics["accuracy"],
+            "published": recipe.accuracy if recipe else None}
 
 
 def manage_runs(runs: list[Run]) -> None:

@@ -104,7 +104,7 @@ def run(history=(), state="finished", result=None, metrics=None, config=None):
 def test_ladder_row_of_a_finished_and_of_a_running_run():
     done = results.ladder_row(run(result={"epochs_run": 5, "seconds": 12.34, "val_accuracy": 0.9},
                                   metrics={"accuracy": 0.88, "evaluated_on": "test"}))
-    assert done == {"run": "r1", "dataset": None, "strategy": "feature extraction + augmentation", "base": "mobilenet_v2",
+    assert done == {"run": "r1", "dataset": None, "recipe": None, "published": None, "difference": None, "strategy": "feature extraction + augmentation", "base": "mobilenet_v2",
                     "image size": 160, "epochs": 5, "time (s)": 12.3, "validation accuracy": 0.9,
                     "test accuracy": 0.88, "evaluated on": "test", "state": "finished"}
     history = [{"epoch": 1, "val_accuracy": 0.5}, {"epoch": 2, "val_accuracy": 0.7},
@@ -200,3 +200,14 @@ def test_the_runs_table_reads_without_none_and_in_one_percent_format():
                                                     metrics={"accuracy": 0.978, "evaluated_on": "test"})))
     assert (done["validation accuracy"], done["test accuracy"]) == ("98.0%", "97.8%")
     assert list(results.LADDER_HEADERS)[:4] == ["run", "dataset", "test accuracy", "validation accuracy"]
+
+
+def test_a_run_of_a_recipe_shows_the_published_figure_and_the_difference():
+    from core.recipes import RECIPES
+
+    name, recipe = next(iter(RECIPES.items()))
+    row = results.ladder_row(run(metrics={"accuracy": recipe.accuracy + 0.016, "evaluated_on": "test"},
+                                 config={"strategy": "scratch", "base": "scratch", "recipe": name}))
+    assert (row["recipe"], row["published"], row["difference"]) == (recipe.title, recipe.accuracy, "+1.6")
+    unknown = results.ladder_row(run(config={"strategy": "scratch", "recipe": "gone-recipe"}))
+    assert (unknown["recipe"], unknown["published"], unknown["difference"]) == ("gone-recipe", None, None)

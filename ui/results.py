@@ -20,10 +20,11 @@ STRATEGY_LABELS = {"scratch": N_("from scratch"), "feature-extraction": N_("feat
 # The accuracies come right after the run's name and dataset: they are what the table is read for,
 # and they stay on screen at 1280 px.
 LADDER_HEADERS = {"run": N_("run"), "dataset": N_("dataset"), "test accuracy": N_("test accuracy"),
-                  "validation accuracy": N_("validation accuracy"), "strategy": N_("strategy"),
+                  "validation accuracy": N_("validation accuracy"), "recipe": N_("recipe"),
+                  "published": N_("published"), "difference": N_("difference (points)"), "strategy": N_("strategy"),
                   "base": N_("base"), "image size": N_("image size"), "epochs": N_("epochs"),
                   "time (s)": N_("time (s)"), "evaluated on": N_("evaluated on"), "state": N_("state")}
-PERCENT_COLUMNS = ("test accuracy", "validation accuracy")
+PERCENT_COLUMNS = ("test accuracy", "validation accuracy", "published")
 MISSING = "—"  # an empty cell: no test yet, a failed run, …
 
 
@@ -69,9 +70,27 @@ def ladder_row(run: Run) -> dict:
         "time (s)": round(seconds, 1) if seconds is not None else None,
         "validation accuracy": best_val_accuracy(run),
         "test accuracy": metrics.get("accuracy"),
+        **recipe_columns(config.get("recipe"), metrics.get("accuracy")),
         "evaluated on": t(evaluated_on) if evaluated_on else None,
         "state": state_label(run),
     }
+
+
+def recipe_of(name: str | None):
+    """The core.recipes.Recipe a run started from; None for a run without one, or of a recipe this
+    version no longer has."""
+    from core import recipes
+    return recipes.RECIPES.get(name) if name else None
+
+
+def recipe_columns(name: str | None, ours: float | None) -> dict:
+    """The recipe a run started from, its published figure and ours minus it, in percentage points."""
+    recipe = recipe_of(name)
+    if recipe is None:
+        return {"recipe": name, "published": None, "difference": None}
+    difference = None if ours is None else round(100 * (ours - recipe.accuracy), 1)
+    return {"recipe": t(recipe.title), "published": recipe.accuracy,
+            "difference": None if difference is None else f"{difference:+.1f}"}
 
 
 def dataset_name(path: str | None) -> str | None:

@@ -187,3 +187,65 @@ def test_evaluate_opens_the_images_of_a_confusion_cell(page: Page, app_url, a_ru
     screenshot(page, "evaluate")
     scroll_to(main.get_by_role("heading", name="Test results", level=3))
     screenshot(page, "evaluate-cell")
+
+
+# Where a confusion-matrix cell (row: true class, column: predicted) is drawn on the page.
+CELL_CENTRE = """([row, col]) => {
+  const gd = [...document.querySelectorAll('[data-testid="stPlotlyChart"] .js-plotly-plot')]
+    .find(g => g.data && g.data.length === 2 && g.data[0].type === 'heatmap');
+  const box = gd.querySelector('.nsewdrag').getBoundingClientRect();
+  const L = gd._fullLayout;
+  return [box.left + L.xaxis.d2p(col), box.top + L.yaxis.d2p(row)];
+}"""
+
+
+def test_clicking_a_cell_of_the_confusion_matrix_shows_its_images(page: Page, app_url, a_run):
+    page.goto(app_url)
+    go_to(page, "Evaluate")
+    main = main_area(page)
+    cells = main.get_by_role("radiogroup", name="Show the images of a cell").get_by_role("radio")
+    expect(cells.first).to_be_visible()
+    # The diagonal cell of the first class (its pill says "✓ a → a (n)"), chosen on the matrix itself.
+    wanted = [c for c in cells.all_inner_texts() if c.startswith("✓")][0]
+    true_class = wanted.split(" ", 1)[1].split(" → ")[0]
+    row = [c.split(" ", 1)[1].split(" → ")[0] for c in cells.all_inner_texts()]
+    classes = sorted(set(row))  # the matrix's order is the classes' order, sorted by the scan
+    index = classes.index(true_class)
+    heatmap = main.locator('[data-testid="stPlotlyChart"]').filter(has=page.locator(".heatmaplayer"))
+    heatmap.scroll_into_view_if_needed()
+    idle(page)
+    x, y = page.evaluate(CELL_CENTRE, [index, index])
+    page.mouse.click(x, y)
+    idle(page)
+    count = int(wanted.rsplit("(", 1)[1].rstrip(")"))
+    expect(main.get_by_text(f"True {true_class}, predicted {true_class}", exact=False)).to_be_visible()
+    expect(main.locator('[data-testid="stImage"]')).to_have_count(min(count, 24))
+    expect(cells.filter(has_text=wanted)).to_have_attribute("aria-checked", "true")
+    no_exception_box(page)
+
+
+def test_a_run_is_renamed_and_deleted_from_the_runs_table(page: Page, app_url, a_run):
+    import shutil
+
+    victim = sorted(p for p in a_run.glob("*/") if (p / "metrics.json").exists())[0]
+    copy = victim.with_name(victim.name + "-copy")
+    shutil.copytree(victim, copy)
+    page.goto(app_url)
+    go_to(page, "Evaluate")
+    main = main_area(page)
+    main.get_by_text("Rename or delete a run").click()
+    main.get_by_label("Run", exact=True).click()
+    page.get_by_role("option", name=copy.name).click()
+    idle(page)
+    main.get_by_label("Name", exact=True).fill("copy to rename")
+    main.get_by_role("button", name="Rename").click()
+    idle(page)
+    expect(main.get_by_test_id("stDataFrame").first).to_contain_text("copy to rename")
+    main.get_by_role("button", name="Delete…").click()
+    expect(main).to_contain_text("cannot be undone")
+    assert copy.exists()
+    main.get_by_role("button", name="Delete for good").click()
+    idle(page)
+    expect(main.get_by_test_id("stDataFrame").first).not_to_contain_text("copy to rename")
+    assert not copy.exists() and victim.exists()
+    no_exception_box(page)
