@@ -43,6 +43,7 @@ def main() -> None:
     compare_curves(chosen)
     run = detail_picker(chosen)
     test_metrics(run)
+    model_summary(run)
 
 
 def ladder_table(runs: list[Run]) -> None:
@@ -195,14 +196,15 @@ def test_metrics(run: Run) -> None:
         confusion(metrics, cell)
     if cell is not None:
         cell_gallery(run, metrics, cell)
-    model_summary(run)
 
 
 def model_summary(run: Run) -> None:
     """The model's layers with their output shapes: what model.summary() prints, as a table."""
     if not run.has_model:
         return
-    with st.expander(t("The model's layers (output shapes and parameters)"), icon=":material/stacks:"):
+    # A toggle, not an expander: an expander's content runs even while folded, and loading the
+    # model costs seconds that a visit to this page should not pay.
+    if st.toggle(t("The model's layers (output shapes and parameters)"), key="eval_summary"):
         problem = inside.model_problem(run)
         if problem:
             st.error(problem)

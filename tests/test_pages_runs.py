@@ -61,3 +61,22 @@ def test_a_run_still_training_cannot_be_deleted(two_runs):
     at = open_app("evaluate")
     at.selectbox(key="manage_run").set_value(newer).run()
     assert at.button(key="delete_run").disabled
+
+
+def test_the_models_layers_are_listed_with_their_output_shapes_on_request(tiny_run, tmp_path, samples_dir,
+                                                                          monkeypatch):
+    import shutil
+
+    folder = tmp_path / "runs"
+    shutil.copytree(tiny_run["run_dir"], folder / os.path.basename(tiny_run["run_dir"]))
+    isolate_app(monkeypatch, folder, tmp_path, samples_dir)
+    at = open_app("evaluate")
+    assert not any("output shape" in list(d.value.columns) for d in at.dataframe)  # not loaded until asked
+    at.toggle(key="eval_summary").set_value(True).run()
+    assert_clean(at)
+    layers = next(d.value for d in at.dataframe if "output shape" in d.value.columns)
+    model = tiny_run["model"]
+    assert list(layers["layer"]) == [layer.name for layer in model.layers]
+    assert layers["output shape"].iloc[-1] == f"(None, {len(tiny_run['classes'])})"
+    assert layers["parameters"].sum() == model.count_params()
+    assert f"{model.count_params():,} parameters" in texts(at)

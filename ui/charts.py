@@ -182,8 +182,8 @@ def confusion_matrix(cm: list[list[int]], classes: list[str], selected: tuple[in
                       line=dict(color="#E45756", width=3))
     ticks = dict(tickmode="array", tickvals=list(range(n)), ticktext=classes)
     fig.update_layout(height=120 + 60 * n, margin=dict(l=10, r=10, t=30, b=10), clickmode="event+select",
-                      dragmode=False, xaxis=dict(title=t("predicted"), **ticks),
-                      yaxis=dict(title=t("true"), autorange="reversed", **ticks))
+                      dragmode=False, xaxis=dict(title=t("predicted"), range=[-0.5, n - 0.5], **ticks),
+                      yaxis=dict(title=t("true"), range=[n - 0.5, -0.5], **ticks))
     return fig
 
 

@@ -192,11 +192,16 @@ def test_evaluate_opens_the_images_of_a_confusion_cell(page: Page, app_url, a_ru
 # Where a confusion-matrix cell (row: true class, column: predicted) is drawn on the page.
 CELL_CENTRE = """([row, col]) => {
   const gd = [...document.querySelectorAll('[data-testid="stPlotlyChart"] .js-plotly-plot')]
-    .find(g => g.data && g.data.length === 2 && g.data[0].type === 'heatmap');
+    .find(g => g.data && g.data.some(d => d.type === 'heatmap'));
+  gd.scrollIntoView({block: 'center'});
   const box = gd.querySelector('.nsewdrag').getBoundingClientRect();
   const L = gd._fullLayout;
   return [box.left + L.xaxis.d2p(col), box.top + L.yaxis.d2p(row)];
 }"""
+
+
+HEATMAP_DRAWN = """() => [...document.querySelectorAll('[data-testid="stPlotlyChart"] .js-plotly-plot')]
+  .some(g => g.data && g.data.some(d => d.type === 'heatmap'))"""
 
 
 def test_clicking_a_cell_of_the_confusion_matrix_shows_its_images(page: Page, app_url, a_run):
@@ -211,11 +216,13 @@ def test_clicking_a_cell_of_the_confusion_matrix_shows_its_images(page: Page, ap
     row = [c.split(" ", 1)[1].split(" → ")[0] for c in cells.all_inner_texts()]
     classes = sorted(set(row))  # the matrix's order is the classes' order, sorted by the scan
     index = classes.index(true_class)
-    heatmap = main.locator('[data-testid="stPlotlyChart"]').filter(has=page.locator(".heatmaplayer"))
-    heatmap.scroll_into_view_if_needed()
     idle(page)
+    page.wait_for_function(HEATMAP_DRAWN, timeout=60_000)
     x, y = page.evaluate(CELL_CENTRE, [index, index])
+    page.mouse.move(x, y)
+    page.wait_for_timeout(300)
     page.mouse.click(x, y)
+    page.wait_for_timeout(500)
     idle(page)
     count = int(wanted.rsplit("(", 1)[1].rstrip(")"))
     expect(main.get_by_text(f"True {true_class}, predicted {true_class}", exact=False)).to_be_visible()
