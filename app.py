@@ -19,7 +19,7 @@ import streamlit as st
 from core import data, devices
 from core.runs import list_runs
 from core.jobs import REGISTRY, STRATEGY_LABELS
-from ui import cache, i18n, runtime, state, widgets
+from ui import cache, i18n, presenter, runtime, state, widgets
 from ui.i18n import fmt_int, nt, t
 
 def pages() -> list:
@@ -40,9 +40,11 @@ def main() -> None:
     runtime.keep_keras_state()  # a training thread runs in this process (see ui/runtime.py)
     st.set_page_config(page_title="Transfer Lab", page_icon=":material/layers:", layout="wide")
     i18n.keep_in_url()  # ?lang=ja: a refresh or a shared link opens in the same language
+    presenter.apply()   # ?present=1: larger type for a projector
     page = st.navigation(pages())
     with st.sidebar:
         i18n.language_switch()
+        presenter.switch()
         dataset_panel()
         job_panel()
     run_page(page)

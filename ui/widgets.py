@@ -7,7 +7,7 @@ import re
 import streamlit as st
 
 from core.images import display_name
-from ui import state
+from ui import presenter, state
 from ui.i18n import N_, fmt_int, fmt_num, fmt_pct, t
 
 # The characters that start Markdown anywhere in a line (CommonMark, GitHub's tables, strikethrough
@@ -47,7 +47,11 @@ def page_intro(title: str, text: str) -> None:
     """The page title and two or three sentences on what the user sees and why it matters (both
     already translated: page_intro(t("Dataset"), t("Everything starts..."))."""
     st.title(title)
-    st.markdown(text)
+    if presenter.on():  # in front of a room the result comes first; the words stay one click away
+        with st.expander(t("What this page shows")):
+            st.markdown(text)
+    else:
+        st.markdown(text)
 
 
 def seed_input(help_text: str) -> int:
@@ -59,6 +63,7 @@ def seed_input(help_text: str) -> int:
 def image_grid(images: list, captions: list[str] | None = None, columns: int = 6) -> None:
     """Images in rows of `columns`, each with an optional caption (plain text, shown as it is)."""
     captions = captions or [None] * len(images)
+    columns = presenter.columns(columns)
     for start in range(0, len(images), columns):
         cols = st.columns(columns)
         for col, image, caption in zip(cols, images[start:start + columns], captions[start:start + columns]):

@@ -102,3 +102,17 @@ def page(browser, app_url):
     p = context.new_page()
     yield p
     context.close()
+
+
+@pytest.fixture
+def a_run(server_dir):
+    """At least one evaluated run in the server's runs folder (trained here if the walk did not)."""
+    runs = server_dir / "runs"
+    if not any(p.joinpath("metrics.json").exists() for p in runs.glob("*/")):
+        from core.sample import ensure_shapes
+
+        data = ensure_shapes(str(server_dir / "samples"))
+        subprocess.run([sys.executable, "-m", "core.train", "--data", data, "--strategy", "scratch",
+                        "--image-size", "48", "--epochs", "1", "--runs-dir", str(runs)],
+                       cwd=ROOT, check=True, capture_output=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    return runs

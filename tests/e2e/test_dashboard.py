@@ -6,15 +6,12 @@ test stopped; run alone, it trains a one-epoch run first through the command lin
 """
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 
 import pytest
 from playwright.sync_api import Page, expect
 
-from .conftest import ROOT, SCREENSHOTS
+from .conftest import SCREENSHOTS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -151,20 +148,6 @@ def test_training_streams_survives_a_refresh_and_stops(page: Page, app_url):
     expect(main.get_by_test_id("stMetric").filter(has_text="Best validation accuracy")).to_be_visible()
     expect(page.get_by_test_id("stSidebar")).to_contain_text("stopped")
     no_exception_box(page)
-
-
-@pytest.fixture
-def a_run(server_dir):
-    """At least one evaluated run in the server's runs folder (trained here if the walk did not)."""
-    runs = server_dir / "runs"
-    if not any(p.joinpath("metrics.json").exists() for p in runs.glob("*/")):
-        from core.sample import ensure_shapes
-
-        data = ensure_shapes(str(server_dir / "samples"))
-        subprocess.run([sys.executable, "-m", "core.train", "--data", data, "--strategy", "scratch",
-                        "--image-size", "48", "--epochs", "1", "--runs-dir", str(runs)],
-                       cwd=ROOT, check=True, capture_output=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
-    return runs
 
 
 def test_evaluate_opens_the_images_of_a_confusion_cell(page: Page, app_url, a_run):
