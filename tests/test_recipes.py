@@ -244,7 +244,8 @@ def test_grayscale_with_a_pretrained_base_is_refused_in_one_sentence():
         TrainConfig(data="/d", strategy="feature-extraction", color_mode="grayscale").resolved()
 
 
-@pytest.mark.parametrize("end_to_end", [False, True])
+# end to end runs the base on every batch of both phases: the slow tier
+@pytest.mark.parametrize("end_to_end", [False, pytest.param(True, marks=pytest.mark.slow)])
 def test_each_fine_tune_phase_uses_its_own_optimizer(split_shapes, runs_dir, monkeypatch, end_to_end):
     from core import training
 
