@@ -5,6 +5,7 @@ turns a record into a keras.applications model. Adding a backbone is one line he
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from core.messages import Explained, Message, N_
@@ -26,6 +27,15 @@ class Backbone:
             return Message(N_("{base} needs images of at least {size} px."),
                            {"base": self.label, "size": self.min_size})
         return None
+
+
+def keras_cache_dir() -> str:
+    """The folder where keras.applications reads and downloads weights: $KERAS_HOME/models (default
+    ~/.keras), or /tmp/.keras/models when that home cannot be written (as keras' get_file does)."""
+    home = os.path.expanduser(os.environ.get("KERAS_HOME", os.path.join("~", ".keras")))
+    if os.path.isdir(home) and not os.access(home, os.W_OK):
+        home = os.path.join("/tmp", ".keras")
+    return os.path.join(home, "models")
 
 
 class WeightsUnavailable(Explained, RuntimeError):

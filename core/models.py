@@ -14,7 +14,7 @@ import keras
 from keras import layers
 
 from core import graph
-from core.backbones import BACKBONES, Backbone, WeightsUnavailable  # noqa: F401  (WeightsUnavailable: raised here)
+from core.backbones import BACKBONES, Backbone, WeightsUnavailable, keras_cache_dir  # noqa: F401  (raised, re-exported)
 from core.messages import ConfigError, N_
 
 
@@ -47,10 +47,6 @@ class Preprocess(layers.Layer):
         return {**super().get_config(), "backbone": self.backbone}
 
 
-def keras_cache_dir() -> str:
-    return os.path.join(os.path.expanduser(os.environ.get("KERAS_HOME", "~/.keras")), "models")
-
-
 def _weights_unavailable(backbone: str, size: int, error: Exception) -> WeightsUnavailable:
     url = re.search(r"https?://\S+", str(error))
     url = url.group(0).rstrip(".:,;)'\"") if url else None
@@ -67,13 +63,15 @@ def _weights_unavailable(backbone: str, size: int, error: Exception) -> WeightsU
         base=base, size=size, folder=keras_cache_dir())
 
 
-def load_base(backbone: str, input_tensor, image_size: int, weights: str | None = "imagenet"):
-    """The keras.applications base built on input_tensor (no top). Raises WeightsUnavailable."""
+def load_base(backbone: str, input_tensor, image_size: int, weights: str | None = "imagenet",
+              include_top: bool = False):
+    """The keras.applications base built on input_tensor (with its ImageNet classifier on top when
+    include_top: core.pretrained). Raises WeightsUnavailable."""
     spec = BACKBONES[backbone]
     if spec.size_problem(image_size):
         raise ConfigError(spec.size_problem(image_size))
     try:
-        return application(spec)(include_top=False, weights=weights, input_tensor=input_tensor,
+        return application(spec)(include_top=include_top, weights=weights, input_tensor=input_tensor,
                                  input_shape=(image_size, image_size, 3), **dict(spec.kwargs))
     except Exception as e:
         if weights and ("fetch failure" in str(e) or "URL" in str(e) or isinstance(e, OSError)):
