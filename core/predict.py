@@ -248,15 +248,19 @@ def pretrained_main(argv) -> int:
     from core.backbones import WeightsUnavailable
     from core.messages import ConfigError
 
+    from core import pretrained
+
     args = parse_pretrained_args(argv)
-    devices.configure()
     t0 = time.time()
-    with devices.native_stderr_silenced():
-        devices.start_tensorflow()
     try:
+        # What can be checked without TensorFlow is checked before it starts (seconds saved).
+        pretrained.classifier(args.pretrained)
         if args.top < 1:
             raise PredictError(N_("--top must be at least 1."))
         listing = pretrained_listing(args.path)
+        devices.configure()
+        with devices.native_stderr_silenced():  # TensorFlow's start-up and device probing chatter
+            devices.start_tensorflow()
         predictor = Predictor.pretrained(args.pretrained, min(args.top, 1000))
         rows = predict_listing(predictor, listing)
     except (PredictError, ConfigError, WeightsUnavailable) as e:
