@@ -200,3 +200,15 @@ def test_cli_without_the_weights_says_so_in_one_sentence(tmp_path):
     assert last.startswith("error: ImageNet weights for VGG16 at 224 px are not in the Keras cache and could not "
                            "be downloaded (vgg16_weights_tf_dim_ordering_tf_kernels.h5)."), p.stderr[-2000:]
     assert "Traceback" not in p.stderr
+
+
+@pytest.mark.slow
+def test_inspect_and_filter_patterns_work_on_the_pretrained_base(imagenet_model):
+    """The flat graph: every layer of the application is a layer of the model, reachable by name."""
+    from core import explain, visualize
+
+    layers = explain.conv_layers(imagenet_model)
+    assert layers[0] == "Conv1" and explain.last_conv_layer(imagenet_model) == "out_relu"
+    assert explain.activations(imagenet_model, cat_photo(), "block_3_expand_relu").shape == (56, 56, 144)
+    pattern = visualize.filter_pattern(imagenet_model, "block_3_expand_relu", 7, steps=10)
+    assert pattern.history[-1]["value"] > pattern.history[0]["value"]
