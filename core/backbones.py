@@ -47,8 +47,12 @@ _PER_SIZE_WEIGHTS = (96, 128, 160, 192, 224)
 
 
 def keras_cache_dir() -> str:
-    """Where keras.applications keeps downloaded weights: $KERAS_HOME/models, else ~/.keras/models."""
-    return os.path.join(os.path.expanduser(os.environ.get("KERAS_HOME", "~/.keras")), "models")
+    """The folder where keras.applications reads and downloads weights: $KERAS_HOME/models (default
+    ~/.keras), or /tmp/.keras/models when that home cannot be written (as keras' get_file does)."""
+    home = os.path.expanduser(os.environ.get("KERAS_HOME", os.path.join("~", ".keras")))
+    if os.path.isdir(home) and not os.access(home, os.W_OK):
+        home = os.path.join("/tmp", ".keras")
+    return os.path.join(home, "models")
 
 
 class WeightsUnavailable(Explained, RuntimeError):

@@ -63,13 +63,15 @@ def _weights_unavailable(backbone: str, size: int, error: Exception) -> WeightsU
         base=base, size=size, folder=keras_cache_dir())
 
 
-def load_base(backbone: str, input_tensor, image_size: int, weights: str | None = "imagenet"):
-    """The keras.applications base built on input_tensor (no top). Raises WeightsUnavailable."""
+def load_base(backbone: str, input_tensor, image_size: int, weights: str | None = "imagenet",
+              include_top: bool = False):
+    """The keras.applications base built on input_tensor (with its ImageNet classifier on top when
+    include_top: core.pretrained). Raises WeightsUnavailable."""
     spec = BACKBONES[backbone]
     if spec.size_problem(image_size):
         raise ConfigError(spec.size_problem(image_size))
     try:
-        return application(spec)(include_top=False, weights=weights, input_tensor=input_tensor,
+        return application(spec)(include_top=include_top, weights=weights, input_tensor=input_tensor,
                                  input_shape=(image_size, image_size, 3), **dict(spec.kwargs))
     except Exception as e:
         if weights and ("fetch failure" in str(e) or "URL" in str(e) or isinstance(e, OSError)):

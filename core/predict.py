@@ -1,6 +1,7 @@
-"""Predict: a trained run's model on new images, one row per file.
+"""Predict: a trained run's model, or a pretrained ImageNet classifier, on new images, one row per file.
 
     python -m core.predict RUN_DIR FOLDER [--out CSV]
+    python -m core.predict --pretrained mobilenet_v2 FILE_OR_FOLDER [--top 5]
 
 Every file under FOLDER (recursively, hidden files left out) is opened with core.data's checks
 and decoded exactly as the run's training images were (size, crop or stretch). A file that
@@ -10,6 +11,12 @@ class order) and error. Nothing is written into FOLDER: the CSV goes to --out, b
 RUN_DIR/predict/<folder name>.csv. The last stdout line is one JSON object; exit code 0 on
 success, 2 with a one-line error on bad input (no such run, no model, no such folder, no files,
 unwritable CSV).
+
+With --pretrained KEY (a key of core.pretrained.CLASSIFIERS) the images are classified into the
+1000 ImageNet classes and the CSV goes to stdout, its columns path, predicted, confidence, then
+class_1, prob_1 ... class_K, prob_K (the --top K most probable classes, default 5) and error; the
+last line is again one JSON object. An unknown key or weights that are missing and cannot be
+downloaded: one sentence on stderr, exit code 2.
 
 The dashboard's Predict page calls the same functions on uploaded files (bytes).
 """
@@ -40,11 +47,13 @@ class PredictError(Explained, ValueError):
 
 @dataclass
 class Predictor:
-    """A run's model with what is needed to feed it: class names, image size, resize mode."""
+    """A model with what is needed to feed it: class names, image size, resize mode; `top` K makes
+    rows name the K most probable classes instead of one probability column per class."""
     model: object
     classes: list[str]
     image_size: int
     resize: str = "crop"
+    top: int | None = None
 
     @classmethod
     def from_run(cls, run_dir: str, model=None) -> "Predictor":
@@ -60,7 +69,19 @@ class Predictor:
                 raise PredictError(message_of(e)) from None
         return cls(model, list(config["classes"]), int(config["image_size"]), config.get("resize", "crop"))
 
+    @classmethod
+    def pretrained(cls, key: str, top: int = 5) -> "Predictor":
+        """A pretrained ImageNet classifier (core.pretrained); ConfigError or WeightsUnavailable
+        (one sentence each) when it cannot be used."""
+        from core import pretrained
+
+        size = pretrained.classifier(key).size
+        return cls(pretrained.load(key), pretrained.class_names(), size, "crop", top)
+
     def columns(self) -> list[str]:
+        if self.top:
+            ranked = [name for k in range(1, self.top + 1) for name in (f"class_{k}", f"prob_{k}")]
+            return ["path", "predicted", "confidence", *ranked, "error"]
         return ["path", "predicted", "confidence", *[f"prob_{c}" for c in self.classes], "error"]
 
 
@@ -87,13 +108,17 @@ def predict_images(predictor: Predictor, images: np.ndarray) -> np.ndarray:
 
 def row(predictor: Predictor, name: str, probs: np.ndarray | None, error: str = "") -> dict:
     """One CSV line: the prediction, or the reason the file could not be used."""
-    out = {"path": name, "predicted": "", "confidence": None}
-    out.update({f"prob_{c}": None for c in predictor.classes})
-    if probs is not None:
-        k = int(np.argmax(probs))
-        out["predicted"], out["confidence"] = predictor.classes[k], round(float(probs[k]), 6)
+    out = dict.fromkeys(predictor.columns())
+    out.update({"path": name, "predicted": "", "error": error})
+    if probs is None:
+        return out
+    k = int(np.argmax(probs))
+    out["predicted"], out["confidence"] = predictor.classes[k], round(float(probs[k]), 6)
+    if predictor.top:
+        for rank, i in enumerate(np.argsort(-probs, kind="stable")[:predictor.top], 1):
+            out[f"class_{rank}"], out[f"prob_{rank}"] = predictor.classes[i], round(float(probs[i]), 6)
+    else:
         out.update({f"prob_{c}": round(float(p), 6) for c, p in zip(predictor.classes, probs)})
-    out["error"] = error
     return out
 
 
@@ -183,12 +208,12 @@ def write_csv(rows: list[dict], columns: list[str], path: str) -> None:
         raise
 
 
-def summary(rows: list[dict], classes: list[str]) -> dict:
-    """{images, predicted, errors, counts per class}."""
-    counts = {c: 0 for c in classes}
+def summary(rows: list[dict], classes: list[str] | None) -> dict:
+    """{images, predicted, errors, counts per class} (classes None: only the classes predicted)."""
+    counts = {c: 0 for c in classes} if classes is not None else {}
     for r in rows:
         if r["predicted"]:
-            counts[r["predicted"]] += 1
+            counts[r["predicted"]] = counts.get(r["predicted"], 0) + 1
     errors = sum(1 for r in rows if r["error"])
     return {"images": len(rows), "predicted": len(rows) - errors, "errors": errors, "counts": counts}
 
@@ -200,6 +225,54 @@ def default_csv(run_dir: str, folder: str) -> str:
 
 # ---------------------------------------------------------------- the command line
 
+def pretrained_listing(path: str) -> tuple[list[str], list[data.Skipped]]:
+    """One file, or folder_listing's files of a folder."""
+    if os.path.isfile(os.path.expanduser(path)):
+        return [os.path.expanduser(path)], []
+    return folder_listing(path)
+
+
+def parse_pretrained_args(argv) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m core.predict --pretrained",
+                                description="Classify images into the 1000 ImageNet classes with a pretrained model.")
+    p.add_argument("--pretrained", required=True, metavar="KEY",
+                   help="the classifier: mobilenet_v2 (default weights offline), vgg16, resnet50, inception_v3, "
+                        "xception, efficientnet_b0")
+    p.add_argument("path", metavar="FILE_OR_FOLDER", help="an image, or a folder of images (subfolders are read too)")
+    p.add_argument("--top", type=int, default=5, help="how many of the most probable classes to print (default 5)")
+    return p.parse_args(argv)
+
+
+def pretrained_main(argv) -> int:
+    """The --pretrained command line: the CSV on stdout, then one JSON line."""
+    from core.backbones import WeightsUnavailable
+    from core.messages import ConfigError
+
+    from core import pretrained
+
+    args = parse_pretrained_args(argv)
+    t0 = time.time()
+    try:
+        # What can be checked without TensorFlow is checked before it starts (seconds saved).
+        pretrained.classifier(args.pretrained)
+        if args.top < 1:
+            raise PredictError(N_("--top must be at least 1."))
+        listing = pretrained_listing(args.path)
+        devices.configure()
+        with devices.native_stderr_silenced():  # TensorFlow's start-up and device probing chatter
+            devices.start_tensorflow()
+        predictor = Predictor.pretrained(args.pretrained, min(args.top, 1000))
+        rows = predict_listing(predictor, listing)
+    except (PredictError, ConfigError, WeightsUnavailable) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    sys.stdout.write(to_csv(rows, predictor.columns()))
+    result = {"pretrained": args.pretrained, "path": args.path, **summary(rows, None),
+              "seconds": round(time.time() - t0, 2)}
+    print(json.dumps(result))
+    return 0
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m core.predict",
                                 description="Classify every image in a folder with a trained run's model.")
@@ -210,6 +283,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if any(a == "--pretrained" or a.startswith("--pretrained=") for a in argv):
+        return pretrained_main(argv)
     args = parse_args(argv)
     devices.configure()
 

@@ -358,11 +358,13 @@ def filter_pattern(model: keras.Model, layer_name: str, filter_index: int, steps
 
 def ideal_class_image(model: keras.Model, class_index: int, steps: int = 150, on_step: OnStep | None = None,
                       *, lr: float = 6.0, tv_weight: float = 0.3, jitter: int | Jitter = 8, seed: int = 0,
-                      regularizers: Sequence = ()) -> Maximized:
+                      regularizers: Sequence = (), l2_weight: float = 0.0) -> Maximized:
     """What the model thinks class `class_index` looks like: ascent on the class's logit with
-    `jitter` pixels of random shift per step and `TotalVariation(tv_weight)` plus any extra
-    `regularizers`, so that the result looks like an image and not like static. Its value is the
-    model's probability for the class on the returned image."""
-    regs = ((TotalVariation(tv_weight),) if tv_weight else ()) + tuple(regularizers)
+    `jitter` pixels of random shift per step, `TotalVariation(tv_weight)` and `L2Norm(l2_weight)`
+    plus any extra `regularizers`, so that the result looks like an image and not like static (all
+    of them 0: plain gradient ascent). Its value is the model's probability for the class on the
+    returned image."""
+    regs = ((TotalVariation(tv_weight),) if tv_weight else ()) + ((L2Norm(l2_weight),) if l2_weight else ())
+    regs += tuple(regularizers)
     return maximize(model, ClassObjective(class_index), regs, steps, on_step,
                     input_modifiers=_jitter(jitter), lr=lr, seed=seed)
