@@ -50,6 +50,11 @@ UTF8_FLAG = 0x800  # zip general purpose flag: the member's name is UTF-8
 ENCRYPTED_FLAG = 0x1
 OWNER_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")  # a token, never a path
 MAX_NAME_CHARS = 100  # a dataset's folder name, from the zip's name
+# Refusals said in more than one place.
+TWICE = N_("The zip holds '{name}' twice (two names that are the same once written). Keep one of them and "
+           "make the .zip again.")
+OUTSIDE = N_("'{name}' in the zip points outside the zip's own folder ('..'): zip the folder itself and upload "
+             "again.")
 
 
 class UploadError(Explained, ValueError):
@@ -200,14 +205,12 @@ def planned_members(archive: zipfile.ZipFile, settings: UploadSettings) -> list[
             folders.add(parts)
             continue
         if parts in seen:
-            raise UploadError(N_("The zip holds '{name}' twice (two names that are the same once written). Keep "
-                                 "one of them and make the .zip again."), name="/".join(parts))
+            raise UploadError(TWICE, name="/".join(parts))
         seen[parts] = info
         members.append(Member(info, parts))
     clash = next((p for p in seen if p in folders), None)
     if clash:
-        raise UploadError(N_("The zip holds '{name}' twice (two names that are the same once written). Keep "
-                             "one of them and make the .zip again."), name="/".join(clash))
+        raise UploadError(TWICE, name="/".join(clash))
     if not members:
         raise UploadError(N_("The zip is empty: put one folder per class in it, each with its images, e.g. "
                              "cats/ and dogs/."))
@@ -234,8 +237,7 @@ def member_parts(info: zipfile.ZipInfo) -> tuple[str, ...]:
                              "(class folders and their images). Zip the folder itself and upload again."), name=name)
     parts = tuple(p for p in name.split("/") if p not in ("", "."))
     if ".." in parts:
-        raise UploadError(N_("'{name}' in the zip points outside the zip's own folder ('..'): zip the folder itself "
-                             "and upload again."), name=name)
+        raise UploadError(OUTSIDE, name=name)
     return parts
 
 
@@ -287,8 +289,7 @@ def _extract(archive: zipfile.ZipFile, members: list[Member], staging: str, sett
     for member in members:
         target = os.path.join(staging, *member.parts)
         if not data.is_inside(os.path.realpath(os.path.dirname(target)), os.path.realpath(staging)):
-            raise UploadError(N_("'{name}' in the zip points outside the zip's own folder ('..'): zip the folder "
-                                 "itself and upload again."), name="/".join(member.parts))  # never: names are checked
+            raise UploadError(OUTSIDE, name="/".join(member.parts))  # a second guard: names are checked
         os.makedirs(os.path.dirname(target), exist_ok=True)
         member_written = 0
         with archive.open(member.info) as source, open(target, "xb") as out:
