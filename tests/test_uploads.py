@@ -239,14 +239,6 @@ def test_limits_come_from_the_environment(monkeypatch, tmp_path):
         UploadSettings.from_env()
 
 
-def test_streamlit_accepts_uploads_as_large_as_the_default_limit():
-    import tomllib
-
-    with open(os.path.join(os.path.dirname(os.path.dirname(__file__)), ".streamlit", "config.toml"), "rb") as f:
-        config = tomllib.load(f)
-    assert config["server"]["maxUploadSize"] == UploadSettings(folder="").max_upload_mb
-
-
 # ---------------------------------------------------------------- the Dataset page
 
 @pytest.fixture
@@ -266,6 +258,7 @@ def test_uploading_on_the_dataset_page_opens_the_dataset_and_delete_asks_first(p
     from apptest_helpers import assert_clean, open_app, texts
 
     at = open_app("dataset")
+    assert at.file_uploader(key="dataset_zip").proto.max_upload_size_mb == 200  # what the browser enforces
     at.file_uploader(key="dataset_zip").upload("pets.zip", zip_bytes(two_classes("pets/")), "application/zip")
     at.run()
     assert_clean(at)
@@ -295,6 +288,15 @@ def test_a_refused_upload_shows_its_sentence_on_the_dataset_page(page):
     assert_clean(at)
     assert any("outside the zip's own folder" in e.value for e in at.error)
     assert not os.path.exists(page)
+
+
+def test_the_image_uploaders_still_take_one_image_not_a_dataset(page):
+    """server.maxUploadSize is a dataset's 200 MB now; the Augment page's uploader asks for 20 MB."""
+    from apptest_helpers import open_app
+
+    at = open_app("augment")
+    at.radio(key="aug_source").set_value("Upload one").run()
+    assert at.file_uploader(key="aug_upload").proto.max_upload_size_mb == 20
 
 
 def test_the_upload_panel_reads_in_japanese(page):
