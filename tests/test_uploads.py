@@ -87,6 +87,15 @@ def lying_sizes(zipped: bytes) -> bytes:
     return bytes(out)
 
 
+def encrypted(zipped: bytes) -> bytes:
+    """The zip with every member marked as encrypted (flag bit 0 in its central directory entry)."""
+    out, start = bytearray(zipped), 0
+    while (i := out.find(b"PK\x01\x02", start)) >= 0:
+        out[i + 8] |= 0x1
+        start = i + 4
+    return bytes(out)
+
+
 REFUSED = {
     "traversal": ([("../evil.png", png())] + two_classes(), "outside the zip's own folder"),
     "traversal inside": ([("cats/../../evil.png", png())] + two_classes(), "outside the zip's own folder"),
@@ -143,6 +152,13 @@ def test_bytes_written_are_capped_even_when_the_declared_sizes_pass(setup, monke
     with pytest.raises(UploadError, match="more than 1 MB"):
         unpack(settings, zip_bytes(two_classes() + [("cats/noise.png", os.urandom(5000))]))
     assert os.listdir(os.path.join(settings.folder, OWNER)) == []
+
+
+def test_a_password_protected_zip_is_refused(setup):
+    tmp_path, settings = setup
+    with pytest.raises(UploadError, match="protected by a password"):
+        unpack(settings, encrypted(zip_bytes(two_classes())))
+    assert not os.path.exists(settings.folder)
 
 
 def test_a_zip_over_the_upload_limit_is_refused(setup):
