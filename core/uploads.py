@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import BinaryIO, Callable
 
 from core import data
-from core.data import SPLIT_FOLDERS
+from core.data import SPLIT_FOLDERS, _is_hidden  # the scan's rule: what it ignores is neither unpacked nor listed
 from core.files import TMP_PREFIX, why_unwritable
 from core.images import display_name
 from core.messages import N_, ConfigError, Explained
@@ -59,6 +59,10 @@ OUTSIDE = N_("'{name}' in the zip points outside the zip's own folder ('..'): zi
 
 class UploadError(Explained, ValueError):
     """A zip that is not unpacked, or an upload that cannot be deleted, with a sentence saying why."""
+
+
+class UploadsOff(UploadError):
+    """The server's settings leave no uploads folder the scan could read (not the user's doing)."""
 
 
 @dataclass(frozen=True)
@@ -98,10 +102,10 @@ def owner_folder(owner: str, settings: UploadSettings) -> str:
     roots = data.data_roots()
     real = data.real_path_within(settings.folder, roots)
     if real is None:
-        raise UploadError(N_("Uploads are off on this server: their folder {folder} is outside the folders it may "
-                             "read ({roots}). Whoever runs it can set TRANSFERLAB_UPLOADS_DIR to a folder inside "
-                             "one of them."), folder=display_name(os.path.abspath(settings.folder)),
-                          roots=", ".join(roots))
+        raise UploadsOff(N_("Uploads are off on this server: their folder {folder} is outside the folders it may "
+                            "read ({roots}). Whoever runs it can set TRANSFERLAB_UPLOADS_DIR to a folder inside one "
+                            "of them, or add the folder to TRANSFERLAB_DATA_ROOTS."),
+                         folder=display_name(os.path.abspath(settings.folder)), roots=", ".join(roots))
     return os.path.join(real, owner)
 
 
@@ -112,8 +116,8 @@ def list_uploads(owner: str, settings: UploadSettings) -> list[str]:
         entries = list(os.scandir(folder))
     except FileNotFoundError:
         return []
-    return sorted(e.path for e in entries
-                  if not e.name.startswith(TMP_PREFIX) and not data._is_hidden(e.name) and e.is_dir(follow_symlinks=False))
+    # Hidden names cover the temporary folders (TMP_PREFIX) of an unpack or a delete under way.
+    return sorted(e.path for e in entries if not _is_hidden(e.name) and e.is_dir(follow_symlinks=False))
 
 
 def delete_upload(owner: str, path: str, settings: UploadSettings) -> None:
@@ -172,8 +176,10 @@ def unpack(zip_file: BinaryIO | str, zip_name: str, owner: str, settings: Upload
 
 
 def _check_zip_size(zip_file: BinaryIO | str, settings: UploadSettings) -> None:
-    size = os.path.getsize(zip_file) if isinstance(zip_file, str) else zip_file.seek(0, os.SEEK_END)
-    if not isinstance(zip_file, str):
+    if isinstance(zip_file, str):
+        size = os.path.getsize(zip_file)
+    else:
+        size = zip_file.seek(0, os.SEEK_END)
         zip_file.seek(0)
     if size > settings.max_upload_mb * MB:
         raise UploadError(N_("The zip is {size} MB: uploads may be at most {limit} MB. Upload fewer or smaller "
@@ -198,7 +204,7 @@ def planned_members(archive: zipfile.ZipFile, settings: UploadSettings) -> list[
     members, seen, folders = [], {}, set()
     for info in infos:
         parts = member_parts(info)
-        if not parts or any(data._is_hidden(p) for p in parts):
+        if not parts or any(_is_hidden(p) for p in parts):
             continue
         folders.update(parts[:i] for i in range(1, len(parts)))
         if info.is_dir():
@@ -286,7 +292,7 @@ def _extract(archive: zipfile.ZipFile, members: list[Member], staging: str, sett
     """Write the members under staging, counting the bytes really written against the limit."""
     cap, written = settings.max_unpacked_mb * MB, 0
     total = sum(m.info.file_size for m in members)
-    for member in members:
+    for done, member in enumerate(members, 1):
         target = os.path.join(staging, *member.parts)
         if not data.is_inside(os.path.realpath(os.path.dirname(target)), os.path.realpath(staging)):
             raise UploadError(OUTSIDE, name="/".join(member.parts))  # a second guard: names are checked
@@ -301,7 +307,7 @@ def _extract(archive: zipfile.ZipFile, members: list[Member], staging: str, sett
                                          "make the .zip again with your system's 'Compress' command."),
                                       limit=settings.max_unpacked_mb)
                 out.write(chunk)
-        if progress:
+        if progress and (done % 64 == 0 or done == len(members)):  # a few hundred updates at most
             progress(written, total)
 
 

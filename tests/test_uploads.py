@@ -306,6 +306,17 @@ def test_a_refused_upload_shows_its_sentence_on_the_dataset_page(page):
     assert not os.path.exists(page)
 
 
+def test_with_the_uploads_folder_outside_the_data_roots_the_page_says_so_and_works(page, monkeypatch, tmp_path):
+    from apptest_helpers import assert_clean, open_app
+
+    monkeypatch.delenv("TRANSFERLAB_UPLOADS_DIR")  # <runs>/uploads, and the runs folder is not in a data root
+    at = open_app("dataset")
+    assert_clean(at)
+    assert not at.error and not at.file_uploader
+    assert any("Uploads are off on this server" in i.value for i in at.info)
+    assert at.metric[0].label == "Classes"  # the sample, scanned as before
+
+
 def test_the_image_uploaders_still_take_one_image_not_a_dataset(page):
     """server.maxUploadSize is a dataset's 200 MB now; the Augment page's uploader asks for 20 MB."""
     from apptest_helpers import open_app

@@ -23,6 +23,9 @@ def upload_panel() -> None:
         try:
             settings = uploads.UploadSettings.from_env()
             uploaded = uploads.list_uploads(state.owner_id(), settings)
+        except uploads.UploadsOff as e:  # how the server was started: a note, not an error of the user's
+            st.info(widgets.plain(i18n.error_text(e)))
+            return
         except (uploads.UploadError, ConfigError) as e:
             st.error(widgets.plain(i18n.error_text(e)))
             return
