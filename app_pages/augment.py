@@ -9,6 +9,7 @@ from core import data, images
 from core.augment import AugmentConfig
 from ui import cache, i18n, state, widgets
 from ui.i18n import N_, t
+from ui.upload import IMAGE_UPLOAD_MB
 
 PREVIEW_SIZE = 160
 VARIANTS = 12
@@ -60,7 +61,7 @@ def image_picker():
                       key="aug_source", persist_state="session")
     if source == "Upload one":
         upload = st.file_uploader(t("An image file"), type=sorted(e.lstrip(".") for e in images.IMAGE_EXTENSIONS),
-                                  key="aug_upload")
+                                  key="aug_upload", max_upload_size=IMAGE_UPLOAD_MB)
         if upload is None:
             st.caption(t("Choose a file to see it augmented."))
             return None

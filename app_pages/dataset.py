@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from core import data, images
-from ui import cache, charts, folders, i18n, state, widgets
+from ui import cache, charts, folders, i18n, state, upload, widgets
 from ui.i18n import N_, fmt_int, t
 
 GALLERY_PER_CLASS = 6
@@ -22,6 +22,7 @@ def main() -> None:
         "are, and every file that cannot be used, with the reason. Small or unbalanced classes and "
         "unreadable files explain many surprises later."))
     folder_chooser()
+    upload.upload_panel()
     try:
         ds = state.current_dataset()
     except data.DatasetError as e:

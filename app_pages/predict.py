@@ -11,6 +11,7 @@ from core import export, images, predict
 from core.runs import Run
 from ui import folders, inside, predictor, widgets
 from ui.i18n import N_, error_text, fmt_int, fmt_num, fmt_pct, nt, t, tm
+from ui.upload import IMAGE_UPLOAD_MB
 
 GALLERY_MAX = 24
 FORMAT_LABELS = {"keras": "Keras (.keras)", "savedmodel": "TensorFlow SavedModel (zip)", "tflite": "TensorFlow Lite (.tflite)"}
@@ -42,7 +43,7 @@ def uploads_panel(run: Run) -> None:
         "Each image gets the class with the highest probability; the table has the probability of every "
         "class. A file that cannot be read gets a line saying why, and the others go on."))
     files = st.file_uploader(t("Image files"), type=inside.UPLOAD_TYPES, accept_multiple_files=True,
-                             key="predict_uploads")
+                             key="predict_uploads", max_upload_size=IMAGE_UPLOAD_MB)
     if not files:
         st.caption(t("Choose one or several photos."))
         return

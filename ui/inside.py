@@ -22,6 +22,7 @@ from core.jobs import STRATEGY_LABELS
 from core.runs import Run, list_runs, model_saved_at
 from ui import i18n, results, state, widgets
 from ui.i18n import N_, fmt_pct, nt, t
+from ui.upload import IMAGE_UPLOAD_MB
 
 RUN = "inside_run"            # the run Inspect, Visualize and Predict look at: one choice for all three
 INSPECT_IMAGE = "inspect_image"  # Inspect's image picker keys (Evaluate preselects them)
@@ -177,7 +178,8 @@ def image_picker(run: Run, key: str) -> Picked | None:
 
 
 def _uploaded(run: Run, key: str) -> Picked | None:
-    upload = st.file_uploader(t("An image file"), type=UPLOAD_TYPES, key=f"{key}_upload")
+    upload = st.file_uploader(t("An image file"), type=UPLOAD_TYPES, key=f"{key}_upload",
+                              max_upload_size=IMAGE_UPLOAD_MB)
     if upload is None:
         st.caption(t("Choose a photo: it is cropped and resized the way this run's training images were."))
         return None

@@ -5,6 +5,8 @@ persist_state="session", so switching pages loses nothing); everything else read
 """
 from __future__ import annotations
 
+import secrets
+
 import streamlit as st
 
 from core.augment import AugmentConfig
@@ -16,6 +18,7 @@ VAL_FRACTION = "val_fraction"     # split fractions, used only for flat (class-f
 TEST_FRACTION = "test_fraction"
 SEED = "seed"                     # one seed for the split and for training (TrainConfig.seed)
 AUGMENT = "augment_config"        # AugmentConfig fields: what the Augment page shows, what training uses
+OWNER = "owner_id"                # this session's owner token (see owner_id)
 
 DEFAULTS = {VAL_FRACTION: 0.15, TEST_FRACTION: 0.15, SEED: 0}
 
@@ -31,6 +34,13 @@ def dataset_path() -> str:
 
 def choose_dataset(path: str) -> None:
     st.session_state[DATASET] = path
+
+
+def owner_id() -> str:
+    """This session's owner token: a random hex string, the name of its uploads folder.
+    MERGE NOTE (helper Q2): a stand-in for helper Q1's owner_id() (a per-browser token kept in
+    the URL); on merge keep Q1's and drop this one."""
+    return st.session_state.setdefault(OWNER, secrets.token_hex(16))
 
 
 def is_sample(path: str) -> bool:
