@@ -5,6 +5,8 @@ persist_state="session", so switching pages loses nothing); everything else read
 """
 from __future__ import annotations
 
+import secrets
+
 import streamlit as st
 
 from core.augment import AugmentConfig
@@ -16,6 +18,7 @@ VAL_FRACTION = "val_fraction"     # split fractions, used only for flat (class-f
 TEST_FRACTION = "test_fraction"
 SEED = "seed"                     # one seed for the split and for training (TrainConfig.seed)
 AUGMENT = "augment_config"        # AugmentConfig fields: what the Augment page shows, what training uses
+OWNER = "me"                      # the URL's ?me=<token> and its session key: whose trainings are whose
 
 DEFAULTS = {VAL_FRACTION: 0.15, TEST_FRACTION: 0.15, SEED: 0}
 
@@ -60,3 +63,15 @@ def augment_config() -> AugmentConfig:
 
 def set_augment_config(config: AugmentConfig) -> None:
     st.session_state[AUGMENT] = config.to_dict()
+
+
+def owner_id() -> str:
+    """This browser's owner token (core.jobs: who may stop which training): the URL's ?me=, else
+    one kept since this session began, else a new random one. Put back in the URL on every run
+    (navigation drops query parameters), so a refresh or a bookmark keeps it. Anyone with the URL
+    acts as its owner: see docs/RELIABILITY.md."""
+    token = st.query_params.get(OWNER) or st.session_state.get(OWNER) or secrets.token_urlsafe(12)
+    st.session_state[OWNER] = token
+    if st.query_params.get(OWNER) != token:
+        st.query_params[OWNER] = token
+    return token
