@@ -94,7 +94,7 @@ def test_registry_runs_one_job_at_a_time_in_the_background(shapes, runs_dir):
     job.request_stop()  # twice is harmless
     job.thread.join(60)
     assert not job.thread.is_alive() and job.state == "stopped"
-    assert registry.active() is None and registry.latest() is job
+    assert registry.active() is None and waiting.state == "cancelled" and waiting.thread is None
     again = registry.start(tiny_config(shapes, runs_dir, epochs=1))
     again.thread.join(60)
     assert again.state == "finished"
