@@ -41,6 +41,7 @@ def main() -> None:
     st.set_page_config(page_title="Transfer Lab", page_icon=":material/layers:", layout="wide")
     i18n.keep_in_url()  # ?lang=ja: a refresh or a shared link opens in the same language
     presenter.apply()   # ?present=1: larger type for a projector
+    state.owner_id()  # ?me=<token>: whose trainings are this browser's, kept across a refresh
     page = st.navigation(pages())
     with st.sidebar:
         i18n.language_switch()
@@ -95,7 +96,7 @@ def dataset_panel() -> None:
 
 def job_panel() -> None:
     """The training job: polled every second while it runs, static otherwise."""
-    job = REGISTRY.latest()
+    job = REGISTRY.latest(state.owner_id())
     if job is not None and job.active:
         live_job_status()
     else:
@@ -105,7 +106,7 @@ def job_panel() -> None:
 @st.fragment(run_every=1.0)
 def live_job_status() -> None:
     job_status()
-    job = REGISTRY.latest()
+    job = REGISTRY.latest(state.owner_id())
     if job is None or not job.active:
         st.rerun()  # the job just ended: redraw everything once, then stop polling
 
@@ -113,7 +114,7 @@ def live_job_status() -> None:
 def job_status() -> None:
     """The current job's state and phase, or the last run on disk when none ran in this server."""
     st.markdown(t("**Training**"))
-    job = REGISTRY.latest()
+    job = REGISTRY.latest(state.owner_id())
     if job is not None:
         snap = job.snapshot()
         st.markdown(widgets.job_headline(snap))

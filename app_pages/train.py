@@ -6,10 +6,10 @@ import time
 import pandas as pd
 import streamlit as st
 
-from core import data, pipeline
+from core import data, pipeline, runs
 from core.backbones import BACKBONES
 from core.jobs import DEFAULT_DROPOUT, DEFAULT_EPOCHS, DEFAULT_FINE_TUNE_EPOCHS, DEFAULT_LEARNING_RATE, DEFAULTS, \
-    OPTIMIZERS, REGISTRY, STRATEGIES, STRATEGY_LABELS, JobBusy, TrainConfig
+    OPTIMIZERS, REGISTRY, STRATEGIES, STRATEGY_LABELS, NotYours, TrainConfig, UnknownJob, write_failure_sentence
 from ui import cache, charts, i18n, state, widgets
 from ui.i18n import N_, fmt_int, fmt_num, nt, t
 
@@ -182,8 +182,7 @@ def memory_note(ds, size: int) -> str:
 
 
 def start_button(config: TrainConfig, ds) -> None:
-    """Start (one job at a time per server); the reason when it cannot start."""
-    busy = REGISTRY.active()
+    """Start: the training joins the server's queue; the reason when it cannot start."""
     problem = None
     if ds is None:
         problem = t("Choose a usable dataset on the Dataset page first.")
@@ -195,13 +194,13 @@ def start_button(config: TrainConfig, ds) -> None:
     else:
         st.caption(t("Trains on {folder} — {summary}. {memory}", folder=widgets.plain(ds.root),
                      summary=widgets.plain(i18n.tm(ds.summary())), memory=memory_note(ds, config.image_size)))
-    # Not disabled while a job runs: the registry decides, and its JobBusy message says what to do.
     if st.button(t("Start training"), type="primary", key="start", disabled=bool(problem),
-                 help=t("One training at a time per server: this one is busy.") if busy else None):
+                 help=t("This server runs {n} trainings at a time; the others wait their turn in a queue.",
+                        n=fmt_int(REGISTRY.workers))):
         try:
-            REGISTRY.start(config)
-        except JobBusy as e:
-            st.error(i18n.error_text(e))
+            REGISTRY.start(config, owner=state.owner_id())
+        except runs.RunWriteError as e:  # the queued run's folder could not be written
+            st.error(i18n.tm(write_failure_sentence(e, config.runs_dir)))
             return
         except ValueError as e:
             st.error(t("These settings cannot be used: {why}", why=i18n.error_text(e)))
@@ -209,9 +208,14 @@ def start_button(config: TrainConfig, ds) -> None:
         st.rerun()
 
 
+def shown_job():
+    """This person's latest training (any tab of theirs re-attaches), else anyone's, read-only."""
+    return REGISTRY.latest(state.owner_id())
+
+
 def job_area() -> None:
-    """The latest job of this server: live while it runs (any tab re-attaches), its report after."""
-    job = REGISTRY.latest()
+    """The job shown: live while it waits or runs, its report after."""
+    job = shown_job()
     st.divider()
     if job is None:
         st.caption(t("No training has run since the server started. Completed runs are on the Evaluate page."))
@@ -223,14 +227,14 @@ def job_area() -> None:
 
 @st.fragment(run_every=1.0)
 def live_job() -> None:
-    job = REGISTRY.latest()
+    job = shown_job()
     job_report(job)
     if not job.active:
         st.rerun()  # finished: redraw the page (and the sidebar) once, then stop polling
 
 
 def job_report(job) -> None:
-    """Status, progress with ETA, the curves, the result or the error, and the log."""
+    """Status, place in the queue or progress with ETA, the curves, the result or the error, and the log."""
     stop_button(job)
     snap = job.snapshot()
     c = snap["config"]
@@ -240,7 +244,10 @@ def job_report(job) -> None:
                  time=time.strftime("%H:%M:%S", time.localtime(snap["started"])), folder=widgets.plain(c["data"])))
     st.markdown(headline(snap), help=t("Phases: scan, decode, features (train / validation), head, fine-tune, "
                                        "train (scratch), evaluate."))
-    if job.active:
+    queue_summary()
+    if snap["state"] == "queued":
+        queue_place(job)
+    elif job.active:
         st.progress(snap["phase_progress"], text=t("{percent} of this phase · about {time} left",
                                                    percent=i18n.fmt_pct(snap["phase_progress"], 0),
                                                    time=widgets.format_seconds(snap["eta_seconds"])))
@@ -260,9 +267,38 @@ def headline(snap: dict) -> str:
 
 
 def stop_button(job) -> None:
-    """Stop: the job finishes the current batch, keeps the best model so far and evaluates it."""
-    if job.active and st.button(t("Stop"), key="stop", icon=":material/stop:", disabled=job.stop_requested):
-        job.request_stop()
+    """Stop (the job finishes the current batch, keeps the best model so far and evaluates it), or
+    Cancel while it waits; only for its owner (or the admin token): others follow it read-only."""
+    if not job.active:
+        return
+    if not job.may_be_stopped_by(state.owner_id()):
+        st.caption(t("Started by someone else: you can follow it, not stop it."))
+        return
+    queued = job.state == "queued"
+    if st.button(t("Cancel") if queued else t("Stop"), key="cancel" if queued else "stop",
+                 icon=":material/close:" if queued else ":material/stop:", disabled=job.stop_requested):
+        try:
+            REGISTRY.stop(job.id, state.owner_id())
+        except (NotYours, UnknownJob) as e:
+            st.error(i18n.error_text(e))
+
+
+def queue_place(job) -> None:
+    """Where a waiting training stands, and about how long until it starts."""
+    place, wait = REGISTRY.place(job), REGISTRY.wait_estimate(job)
+    if place is None:
+        return
+    wait_text = widgets.format_seconds(wait) if wait is not None else t("unknown (no training has finished yet)")
+    st.info(t("Waiting in the queue: place {place}. Estimated wait: {wait}.", place=fmt_int(place), wait=wait_text),
+            icon=":material/hourglass_top:")
+
+
+def queue_summary() -> None:
+    """How busy the server is: trainings running and waiting, whoever started them."""
+    running, waiting = len(REGISTRY.running()), len(REGISTRY.queue())
+    if running or waiting:
+        st.caption(t("On this server: {running} running, {waiting} waiting (at most {workers} at a time).",
+                     running=fmt_int(running), waiting=fmt_int(waiting), workers=fmt_int(REGISTRY.workers)))
 
 
 def curves(snap: dict) -> None:

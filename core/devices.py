@@ -9,16 +9,24 @@ one replica per GPU, the batch size scaled by the number of replicas. Mixed prec
 (mixed_float16, the output layer kept in float32) on by default only where tensor cores pay
 for it; XLA left to Keras' "auto" (off on a CPU, where it measured slower, and under
 tf.distribute). See docs/SCALING.md.
+
+Several trainings at once (TRANSFERLAB_MAX_TRAININGS workers, core.jobs): each GPU is split into
+as many logical devices as trainings share it, each with a memory cap, and each worker trains on
+its own one (plan_gpu_sharing), so that an out-of-memory fails only the job that ran out.
 """
 from __future__ import annotations
 
 import contextlib
 import os
 import sys
+import threading
 
 from core.messages import ConfigError, Message, N_
 
 THREADS_ENV = "TRANSFERLAB_TF_THREADS"
+MAX_TRAININGS_ENV = "TRANSFERLAB_MAX_TRAININGS"
+TRAININGS_PER_GPU = 2  # the default: two trainings share a GPU, one trains on a CPU
+GPU_MEMORY_RESERVE = 0.1  # of each GPU's memory, left to CUDA's own context and the display
 _configured = False
 _tensorflow_started = False
 
@@ -77,21 +85,121 @@ def native_stderr_silenced():
         os.close(saved)
 
 
-def start_tensorflow() -> str:
-    """Import TensorFlow, turn GPU memory growth on (once); a short description of the training device."""
-    global _tensorflow_started
+# ---------------------------------------------------------------- several trainings at once
+
+def visible_gpu_count() -> int:
+    """GPUs this process may use, without importing TensorFlow (the pages must not pay for it):
+    the NVIDIA driver's list, narrowed by CUDA_VISIBLE_DEVICES."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    try:
+        installed = len(os.listdir("/proc/driver/nvidia/gpus"))
+    except OSError:
+        installed = 0
+    if visible is None:
+        return installed
+    chosen = [d for d in visible.split(",") if d.strip()]
+    if any(d.strip().startswith("-") for d in chosen):  # "-1": no GPU
+        return 0
+    return min(len(chosen), installed)
+
+
+def max_trainings(gpus: int | None = None) -> int:
+    """How many trainings run at once (the rest wait in the queue): TRANSFERLAB_MAX_TRAININGS, else
+    one on a CPU and TRAININGS_PER_GPU per GPU. The one place that reads the variable; a value that
+    is not a whole number of at least 1 is reported on stderr and the default used."""
+    gpus = visible_gpu_count() if gpus is None else gpus
+    default = TRAININGS_PER_GPU * gpus if gpus else 1
+    value = os.environ.get(MAX_TRAININGS_ENV, "").strip()
+    if not value:
+        return default
+    try:
+        n = int(value)
+        if n >= 1:
+            return n
+    except ValueError:
+        pass
+    print(f"Transfer Lab: {MAX_TRAININGS_ENV} must be a whole number of at least 1, not '{value}'. "
+          f"Using {default}.", file=sys.stderr)
+    return default
+
+
+def plan_gpu_sharing(memory_mb: list[int], workers: int) -> dict:
+    """How `workers` trainings share the GPUs whose memory (MB) is given: {"split": logical devices
+    per GPU, "memory_limit_mb": the cap of each logical device per GPU (None: no split, memory
+    growth only), "devices": the logical device of each worker, "/gpu:N"}. Workers go round-robin
+    over the GPUs; TensorFlow numbers the logical devices GPU after GPU."""
+    if not memory_mb or workers <= 1:
+        return {"split": [1] * len(memory_mb), "memory_limit_mb": [None] * len(memory_mb), "devices": []}
+    gpus = len(memory_mb)
+    split = [len(range(g, workers, gpus)) or 1 for g in range(gpus)]
+    limits = [int(mb * (1 - GPU_MEMORY_RESERVE) // n) if n > 1 else None for mb, n in zip(memory_mb, split)]
+    first = [sum(split[:g]) for g in range(gpus)]  # the number of each GPU's first logical device
+    devices = [f"/gpu:{first[w % gpus] + w // gpus}" for w in range(workers)]
+    return {"split": split, "memory_limit_mb": limits, "devices": devices}
+
+
+def gpu_memory_mb() -> list[int]:
+    """The total memory of each visible GPU in MB, from nvidia-smi ([] when it cannot tell)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=10, check=True).stdout
+        totals = [int(float(line)) for line in out.split() if line.strip()]
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return []
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        wanted = [int(d) for d in visible.split(",") if d.strip().isdigit()]
+        totals = [totals[i] for i in wanted if i < len(totals)]
+    return totals
+
+
+_sharing: dict | None = None  # plan_gpu_sharing's plan, once TensorFlow has started
+_start_lock = threading.Lock()  # two trainings may start TensorFlow at the same moment
+
+
+def worker_devices(worker: int | None) -> list[str] | None:
+    """[the logical device] a training worker trains on when trainings share GPUs (start_tensorflow
+    made them), None when it trains as a lone training does (every GPU, or the CPU)."""
+    devices = (_sharing or {}).get("devices") or []
+    return [devices[worker % len(devices)]] if devices and worker is not None else None
+
+
+def start_tensorflow(workers: int = 1) -> str:
+    """Import TensorFlow and, once, set up its GPUs: memory growth on; with several trainings per
+    GPU, each GPU split into capped logical devices (plan_gpu_sharing). A short description of the
+    training device."""
     import tensorflow as tf
 
-    gpus = tf.config.list_physical_devices("GPU")
-    if not _tensorflow_started:
-        _tensorflow_started = True
-        tf.get_logger().setLevel("ERROR")
-        for gpu in gpus:
-            try:
-                tf.config.experimental.set_memory_growth(gpu, True)
-            except RuntimeError:
-                pass  # already initialised
+    with _start_lock:
+        gpus = tf.config.list_physical_devices("GPU")
+        if not _tensorflow_started:
+            _set_up_gpus(tf, gpus, workers)
     return describe_devices(gpu_details() if gpus else [])
+
+
+def _set_up_gpus(tf, gpus: list, workers: int) -> None:
+    global _tensorflow_started, _sharing
+    _tensorflow_started = True
+    tf.get_logger().setLevel("ERROR")
+    memory = gpu_memory_mb() if gpus and workers > 1 else []
+    plan = plan_gpu_sharing(memory, workers) if len(memory) == len(gpus) else plan_gpu_sharing([], 1)
+    _sharing = plan if plan["devices"] else None
+    if _sharing:
+        # Growth within each cap: TensorFlow's set_memory_growth refuses a split GPU, its
+        # allocator still reads this variable (read when the GPUs initialise, at the first op).
+        os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
+    for g, gpu in enumerate(gpus):
+        try:
+            if _sharing and plan["memory_limit_mb"][g]:
+                tf.config.set_logical_device_configuration(
+                    gpu, [tf.config.LogicalDeviceConfiguration(memory_limit=plan["memory_limit_mb"][g])]
+                    * plan["split"][g])
+            else:
+                tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:
+            _sharing = None  # already initialised: the jobs share the GPUs as they are
 
 
 def gpu_details() -> list[dict]:

@@ -1,5 +1,5 @@
 """Training jobs: the settings of one training, the job that runs it in the background, and the
-registry that allows one at a time per server.
+registry: a queue served by TRANSFERLAB_MAX_TRAININGS workers, first come first served.
 
 No TensorFlow here, so that pages import this module cheaply: the engine (core.training) is
 imported when the first job runs. A Job is shared between its training thread and every browser
@@ -9,6 +9,7 @@ consistent copy through `Job.snapshot()`. Nothing here calls Streamlit.
 from __future__ import annotations
 
 import errno
+import hmac
 import os
 import sys
 import threading
@@ -18,7 +19,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 
 from core import data as data_mod
-from core import pipeline, runs
+from core import devices, pipeline, runs
 from core.augment import AugmentConfig
 from core.backbones import BACKBONES, WeightsUnavailable
 from core.messages import ConfigError, Explained, Message, N_, as_message, message_of
@@ -45,6 +46,8 @@ SCRATCH_MIN_SIZE = 48  # px: the scratch convnet's four conv + pool stages need 
 # to at least 1 px); four blocks keep the 48 px the convnet has always asked for.
 CONV_BLOCKS_MIN_SIZE = {1: 4, 2: 10, 3: 22, 4: SCRATCH_MIN_SIZE}
 KEEP_FINISHED_JOBS = 3  # finished jobs a server keeps in memory (the rest live on disk)
+KEEP_DURATIONS = 20  # durations of finished trainings the wait estimate is measured from
+ADMIN_TOKEN_ENV = "TRANSFERLAB_ADMIN_TOKEN"  # an owner token that may stop and cancel anyone's training
 
 
 @dataclass
@@ -180,8 +183,12 @@ DEFAULTS = TrainConfig(data="")  # every default setting, for the command line a
 
 # ---------------------------------------------------------------- errors a user reads
 
-class JobBusy(Explained, RuntimeError):
-    """A second training job while one is running."""
+class NotYours(Explained, PermissionError):
+    """Stopping or cancelling a training that another person started."""
+
+
+class UnknownJob(Explained, LookupError):
+    """A job id this server does not know (any more)."""
 
 
 class Stopped(Exception):
@@ -284,17 +291,20 @@ class Job:
     Every field is private and guarded by the job's lock; the properties below read it under the
     lock (lists as copies), and `snapshot()` reads everything at once."""
 
-    def __init__(self, config: TrainConfig, echo=None):
+    def __init__(self, config: TrainConfig, echo=None, owner: str | None = None):
         self.id = uuid.uuid4().hex[:8]
-        self.started = time.time()
-        self.thread: threading.Thread | None = None  # set by JobRegistry.start before anyone sees the job
+        self.owner = owner  # the browser session's token (ui.state.owner_id); None: anyone's (the CLI)
+        self.queued = self.started = time.time()  # started: reset when a worker takes it
+        self.worker: int | None = None  # the registry's worker that runs it (its GPU share), once taken
+        self.ticket = 0  # the registry's count of jobs queued when this one was: first come, first served
+        self.thread: threading.Thread | None = None  # set by the registry when a worker takes the job
         # Re-entrant: the CLI's signal handler calls request_stop() in the training thread itself,
         # possibly while that thread holds the lock.
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._echo = echo
         self._config = config
-        self._state = "queued"  # queued, running, stopping, finished, stopped, failed
+        self._state = "queued"  # queued, running, stopping, finished, stopped, failed, cancelled
         self._phase, self._phase_progress, self._phase_started = "", 0.0, time.time()
         self._eta_seconds: float | None = None
         self._batches: list[dict] = []
@@ -341,7 +351,7 @@ class Job:
     @property
     def active(self) -> bool:
         with self._lock:
-            return self._state in ("queued", "running", "stopping")
+            return self._state in ACTIVE
 
     @property
     def stop_requested(self) -> bool:
@@ -356,17 +366,38 @@ class Job:
         self._stop.set()
         self.log(N_("Stop requested: finishing the current batch."))
 
+    def may_be_stopped_by(self, owner: str | None) -> bool:
+        """Its owner, the admin token, and anyone for a job without owner (the command line's)."""
+        return self.owner is None or owner == self.owner or is_admin(owner)
+
+    def remaining_seconds(self) -> float | None:
+        """How long this running job will still take, from its own progress: the time per finished
+        epoch so far times the epochs left; None before its first epoch ends."""
+        with self._lock:
+            done = sum(1 for e in self._epochs if not e.get("partial"))
+            total = (self._config.epochs or 0) + (self._config.fine_tune_epochs or 0)
+            if self._state not in ("running", "stopping") or not done or not total:
+                return None
+            return (time.time() - self.started) * max(0, total - done) / done
+
     def snapshot(self) -> dict:
         """A consistent copy of everything the UI shows."""
         with self._lock:
             return {
-                "id": self.id, "state": self._state, "phase": self._phase,
+                "id": self.id, "owner": self.owner, "state": self._state, "phase": self._phase,
                 "phase_progress": self._phase_progress, "eta_seconds": self._eta_seconds,
                 "batches": list(self._batches), "epochs": list(self._epochs), "logs": list(self._logs),
                 "error": None if self._error is None else str(self._error), "error_message": self._error,
                 "run_dir": self._run_dir, "result": self._result,
                 "config": asdict(self._config), "started": self.started, "finished": self._finished,
             }
+
+    def _cancel(self) -> None:
+        """Cancelled while queued (by the registry, under its lock): it never runs."""
+        with self._lock:
+            self._state, self._finished = CANCELLED, time.time()
+        self._stop.set()
+        self.log(N_("Cancelled while waiting in the queue."))
 
     # -- called from the training thread
     def log(self, msgid: str, **params) -> None:
@@ -420,6 +451,7 @@ class Job:
         with self._lock:
             if self._state == "queued":
                 self._state = "running"
+            self.started = time.time()
         final, result = runs.FAILED, None
         try:
             config = self.config.resolved()
@@ -457,33 +489,147 @@ class Job:
 
 # ---------------------------------------------------------------- the registry
 
+ACTIVE = ("queued", "running", "stopping")
+CANCELLED = "cancelled"  # a queued job cancelled before a worker took it
+
+
+def is_admin(owner: str | None) -> bool:
+    """The owner token is TRANSFERLAB_ADMIN_TOKEN (a teacher's): it may stop anyone's training."""
+    token = os.environ.get(ADMIN_TOKEN_ENV, "")
+    return bool(token and owner) and hmac.compare_digest(owner.encode(), token.encode())
+
+
+def estimate_wait(running_left: list[float | None], ahead: int, typical: float | None,
+                  workers: int) -> float | None:
+    """Seconds until a queued job starts: the workers free up as the running jobs end (their
+    remaining seconds), then each of the `ahead` jobs before it holds one for `typical` seconds (the
+    mean of finished trainings). None (unknown) when a number it needs was never measured."""
+    if None in running_left or (ahead and typical is None):
+        return None
+    free = sorted([0.0] * max(0, workers - len(running_left)) + list(running_left))
+    for _ in range(ahead):
+        free[0] += typical
+        free.sort()
+    return free[0] if free else None
+
+
 class JobRegistry:
-    """Process-wide and thread-safe: at most one active training job at a time. Every read and
-    write of the job table happens under the registry's lock."""
+    """Process-wide and thread-safe: every training of this server, queued or running. `workers`
+    (devices.max_trainings(): TRANSFERLAB_MAX_TRAININGS) run at once, the others wait first come,
+    first served; each job that ends hands its worker to the next. Every read and write of the
+    job table and the queue happens under the registry's lock."""
 
-    def __init__(self):
+    def __init__(self, workers: int | None = None):
         self._lock = threading.Lock()
+        self._workers = workers  # None: devices.max_trainings(), read at the first start
         self._jobs: dict[str, Job] = {}
+        self._queue: list[Job] = []  # waiting, first in first out
+        self._busy: dict[int, Job] = {}  # worker -> the job it runs
+        self._durations: list[float] = []  # seconds of the last finished trainings
         self._latest: Job | None = None
+        self._tickets = 0  # jobs queued so far: each job's ticket, its place in the order of arrival
 
-    def start(self, config: TrainConfig) -> Job:
-        config = config.resolved()  # bad settings fail here, in the caller's thread
+    @property
+    def workers(self) -> int:
         with self._lock:
-            busy = self._active()
-            if busy:
-                raise JobBusy(N_("A training job is already running ({strategy}, {base}, started {time}). "
-                                 "Wait for it to finish or stop it first."),
-                              strategy=busy.config.strategy, base=busy.config.base,
-                              time=time.strftime("%H:%M:%S", time.localtime(busy.started)))
-            job = Job(config)
+            return self._worker_count()
+
+    def _worker_count(self) -> int:
+        if self._workers is None:
+            self._workers = devices.max_trainings()
+        return self._workers
+
+    def start(self, config: TrainConfig, owner: str | None = None) -> Job:
+        """Queue a training (it starts at once when a worker is free) and return its Job. Its run
+        folder is written now, as "queued", so that a server that stops before it starts leaves a
+        record ("not started"). Bad settings and an unwritable runs folder raise here."""
+        config = config.resolved()  # bad settings fail here, in the caller's thread
+        job = Job(config, owner=owner)
+        job.run_dir = runs.create_run(config.runs_dir, asdict(config), state=runs.QUEUED, owner=owner)
+        with self._lock:
             # Forget all but the last few finished jobs: their history is in their run folders.
             for old in [j for j in self._jobs.values() if not j.active][:-KEEP_FINISHED_JOBS]:
                 del self._jobs[old.id]
             self._jobs[job.id] = job
             self._latest = job
-            job.thread = threading.Thread(target=job.run, name=f"train-{job.id}", daemon=True)
-            job.thread.start()
+            self._tickets += 1
+            job.ticket = self._tickets
+            self._queue.append(job)
+            self._dispatch()
         return job
+
+    def _dispatch(self) -> None:
+        """Give every free worker the next queued job (under the lock)."""
+        while self._queue and len(self._busy) < self._worker_count():
+            job = self._queue.pop(0)
+            job.worker = next(w for w in range(self._worker_count()) if w not in self._busy)
+            self._busy[job.worker] = job
+            job.thread = threading.Thread(target=self._work, args=(job,), name=f"train-{job.id}", daemon=True)
+            job.thread.start()
+
+    def _work(self, job: Job) -> None:
+        try:
+            job.run()
+        finally:  # whatever happened, the worker goes to the next job
+            with self._lock:
+                self._busy.pop(job.worker, None)
+                if job.state == runs.FINISHED and job.finished:
+                    self._durations = (self._durations + [job.finished - job.started])[-KEEP_DURATIONS:]
+                self._dispatch()
+
+    def stop(self, job_id: str, owner: str | None) -> Job:
+        """Stop a running training (it finishes its batch and keeps the best model) or cancel a
+        queued one (its run folder goes: nothing ran). Only its owner or the admin token may:
+        NotYours otherwise; UnknownJob for an id this server does not know."""
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None:
+                raise UnknownJob(N_("This training is no longer known to the server: reload the page."))
+            if not job.may_be_stopped_by(owner):
+                raise NotYours(N_("This training was started by someone else: only they (or the teacher) can "
+                                  "stop it."))
+            if job in self._queue:
+                self._queue.remove(job)
+                job._cancel()
+                cancelled = True
+            else:
+                cancelled = False
+        if cancelled:
+            if job.run_dir:
+                runs.remove_queued_run(job.run_dir)
+        else:
+            job.request_stop()
+        return job
+
+    def place(self, job: Job) -> int | None:
+        """1 for the next job to start, None when the job is not waiting."""
+        with self._lock:
+            return self._queue.index(job) + 1 if job in self._queue else None
+
+    def wait_estimate(self, job: Job) -> float | None:
+        """About how many seconds until this queued job starts (estimate_wait); None: unknown."""
+        with self._lock:
+            if job not in self._queue:
+                return None
+            running = list(self._busy.values())
+            ahead = self._queue.index(job)
+            typical = sum(self._durations) / len(self._durations) if self._durations else None
+            workers = self._worker_count()
+        now = time.time()
+        # A running job's own progress; before its first epoch, a typical training less its time so far.
+        left = [j.remaining_seconds() for j in running]
+        left = [max(0.0, typical - (now - j.started)) if r is None and typical is not None else r
+                for r, j in zip(left, running)]
+        return estimate_wait(left, ahead, typical, workers)
+
+    def queue(self) -> list[Job]:
+        """The jobs waiting, next first."""
+        with self._lock:
+            return list(self._queue)
+
+    def running(self) -> list[Job]:
+        with self._lock:
+            return list(self._busy.values())
 
     def _active(self) -> Job | None:
         return next((j for j in self._jobs.values() if j.active), None)
@@ -492,8 +638,13 @@ class JobRegistry:
         with self._lock:
             return self._active()
 
-    def latest(self) -> Job | None:
+    def latest(self, owner: str | None = None) -> Job | None:
+        """The latest job started; with an owner, that owner's latest, else anyone's."""
         with self._lock:
+            if owner is not None:
+                mine = [j for j in self._jobs.values() if j.owner == owner]
+                if mine:
+                    return max(mine, key=lambda j: j.queued)
             return self._latest
 
     def get(self, job_id: str) -> Job | None:

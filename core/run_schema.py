@@ -11,7 +11,7 @@ import json
 
 from core.messages import Message, N_, as_message
 
-STATES = ("running", "finished", "stopped", "failed", "interrupted")
+STATES = ("queued", "running", "finished", "stopped", "failed", "interrupted")
 
 
 def _number(x) -> bool:
@@ -55,7 +55,7 @@ STATUS = {"state": (lambda x: x in STATES, Message(N_("one of {choices}"), {"cho
           "started": (_number, N_("a time"), False), "updated": (_number, N_("a time"), False),
           "finished": (_number, N_("a time"), False), "pid": (_count, N_("a process id"), False),
           "best_val_accuracy": (_number, N_("a number"), False), "best_epoch": (_count, N_("an epoch number"), False),
-          "error": (_text, N_("a message"), False), "result": (_object, N_("a JSON object"), False)}
+          "error": (_text, N_("a message"), False), "owner": (_text, N_("a name"), False), "result": (_object, N_("a JSON object"), False)}
 RESULT = {"epochs_run": (_count, N_("a number of epochs"), False), "seconds": (_number, N_("a number"), False),
           "val_accuracy": (_number, N_("a number"), False), "test_accuracy": (_number, N_("a number"), False)}
 EPOCH = {"epoch": (_count, N_("an epoch number"), True), "loss": (_number, N_("a number"), False),

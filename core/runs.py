@@ -15,7 +15,8 @@ history.jsonl is appended: a killed process never leaves half a file. A failing 
 read-only, folder deleted) removes its temporary file and raises RunWriteError, one sentence.
 Every file is checked as it is read (core/run_schema.py): a run with a damaged file is still
 listed, with `damaged` saying why, so one bad file never takes a page down. A run whose status
-says "running" but whose process is gone reads as "interrupted".
+says "running" but whose process is gone reads as "interrupted"; one still "queued" (it waited for
+a worker, core.jobs) reads as "not started".
 """
 from __future__ import annotations
 
@@ -36,6 +37,9 @@ from core.files import TMP_PREFIX, read_json, why_unwritable, write_json
 from core.messages import Explained, Message, N_
 
 RUNNING, FINISHED, STOPPED, FAILED, INTERRUPTED = "running", "finished", "stopped", "failed", "interrupted"
+QUEUED, NOT_STARTED = "queued", "not started"  # waiting for a worker; a queued run whose server is gone
+# A state written while the server lives, and how the run reads once that server's process is gone.
+_GONE = {RUNNING: INTERRUPTED, QUEUED: NOT_STARTED}
 DAMAGED = "damaged"  # not a state on disk: a run with a file that cannot be used reads so
 
 CONFIG, STATUS, HISTORY = "config.json", "status.json", "history.jsonl"
@@ -154,8 +158,9 @@ def write_skipped(run_dir: str, skipped: list[dict]) -> None:
     _write_run_json(run_dir, SKIPPED, skipped)
 
 
-def create_run(runs_dir: str, config: dict) -> str:
-    """Make runs/<id>/ for a new run and write its config and a 'running' status."""
+def create_run(runs_dir: str, config: dict, state: str = RUNNING, **status) -> str:
+    """Make runs/<id>/ for a new run and write its config and a status: 'running', or 'queued' for
+    a training that waits for a worker (start_queued_run continues it), with `status`'s fields."""
     stem = f"{datetime.now():%Y%m%d-%H%M%S}-{config.get('strategy', 'run')}-{config.get('base', '')}"
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", stem).strip("-")
     with _writing(os.path.join(runs_dir, stem)):
@@ -169,7 +174,8 @@ def create_run(runs_dir: str, config: dict) -> str:
                 continue
     try:
         _write_run_json(run_dir, CONFIG, config)
-        write_status(run_dir, state=RUNNING, started=time.time(), pid=os.getpid(), host=socket.gethostname())
+        write_status(run_dir, **status, state=state, started=time.time(), pid=os.getpid(),
+                     host=socket.gethostname())
     except BaseException:
         for name in (STATUS, CONFIG):  # a run folder with half its start is no run: leave nothing
             files.remove_quietly(_path(run_dir, name))
@@ -177,6 +183,23 @@ def create_run(runs_dir: str, config: dict) -> str:
             os.rmdir(run_dir)
         raise
     return run_dir
+
+
+def start_queued_run(run_dir: str, config: dict) -> str:
+    """A queued run folder (create_run(state=QUEUED)) becomes a running one: its full config and a
+    'running' status, with the fields written when it was queued (its owner) kept."""
+    _write_run_json(run_dir, CONFIG, config)
+    write_status(run_dir, state=RUNNING, started=time.time(), pid=os.getpid(), host=socket.gethostname())
+    return run_dir
+
+
+def remove_queued_run(run_dir: str) -> None:
+    """Remove the folder of a queued run that was cancelled before it started: it holds only its
+    config and status. Quietly: a folder that cannot be removed reads as "not started" later."""
+    for name in (STATUS, CONFIG):
+        files.remove_quietly(_path(run_dir, name))
+    with suppress(OSError):
+        os.rmdir(run_dir)
 
 
 def write_status(run_dir: str, **fields) -> dict:
@@ -359,16 +382,17 @@ def process_alive(pid) -> bool:
 
 
 def _state(status: dict, run_dir: str, active_run_dirs=()) -> str:
-    """finished / stopped / failed / running / interrupted (running, but its process is gone)."""
+    """finished / stopped / failed / running / queued, or, when the process that wrote "running"
+    or "queued" is gone, interrupted / not started."""
     state = status.get("state") or INTERRUPTED
-    if state != RUNNING:
+    if state not in _GONE:
         return state
     same_host = status.get("host") in (None, socket.gethostname())
     if status.get("pid") == os.getpid():
         alive = os.path.abspath(run_dir) in {os.path.abspath(d) for d in active_run_dirs}
     else:
         alive = same_host and process_alive(status.get("pid"))
-    return RUNNING if alive else INTERRUPTED
+    return state if alive else _GONE[state]
 
 
 def read_run(run_dir: str, active_run_dirs=()) -> Run:

@@ -33,7 +33,8 @@ from core import data as data_mod
 from core import features, models, pipeline, runs
 from core.augment import AugmentConfig, build_augmentation
 from core.callbacks import Checkpointer, JobCallback
-from core.devices import global_batch, mixed_precision_helps, pick_strategy, precision_policy, start_tensorflow
+from core.devices import global_batch, max_trainings, mixed_precision_helps, pick_strategy, precision_policy, \
+    start_tensorflow, worker_devices
 from core.jobs import Job, Stopped, TrainConfig
 from core.messages import ConfigError, Message, N_
 from core.metrics import evaluate
@@ -56,8 +57,9 @@ def train(config: TrainConfig, job: Job) -> dict:
     `config` is resolved (Job.run resolves it)."""
     t0 = time.time()
     c = config
-    device = start_tensorflow()
-    strategy = pick_strategy(c.devices)  # an unknown device fails here, before any run folder
+    device = start_tensorflow(max_trainings())
+    # an unknown device fails here; with trainings sharing a GPU, each worker has its own part of it
+    strategy = pick_strategy(c.devices if c.devices is not None else worker_devices(job.worker))
     replicas = int(strategy.num_replicas_in_sync)
     mixed = mixed_precision_helps() if c.mixed_precision is None else bool(c.mixed_precision)
     seeds = LayerSeeds(c.seed)
@@ -81,10 +83,11 @@ def train(config: TrainConfig, job: Job) -> dict:
                     "global_batch_size": global_batch(c.batch_size, replicas, smallest),
                     "mixed_precision": mixed, "xla": "auto" if c.xla is None else bool(c.xla)}
 
-    run_dir = runs.create_run(c.runs_dir, {**asdict(c), "classes": ds.classes, "device": device,
-                                           "acceleration": acceleration,
-                                           "dataset": {"root": ds.root, "layout": ds.layout,
-                                                       "counts": ds.counts()}})
+    run_config = {**asdict(c), "classes": ds.classes, "device": device, "acceleration": acceleration,
+                  "dataset": {"root": ds.root, "layout": ds.layout, "counts": ds.counts()}}
+    # A job from the queue has its run folder since it was queued; the command line's has none yet.
+    run_dir = runs.start_queued_run(job.run_dir, run_config) if job.run_dir else \
+        runs.create_run(c.runs_dir, run_config)
     job.run_dir = run_dir
     job.log(N_("Run folder: {path} (training on {device})"), path=run_dir, device=device)
     if replicas > 1:

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from core import jobs, runs
-from core.jobs import JobBusy, JobRegistry, TrainConfig, write_failure_sentence
+from core.jobs import JobRegistry, NotYours, TrainConfig, write_failure_sentence
 from tiny_runs import tiny_config
 
-FINAL = ("finished", "stopped", "failed")
+FINAL = ("finished", "stopped", "failed", "cancelled")
 
 
 # ---------------------------------------------------------------- many sessions, one registry
@@ -48,66 +48,74 @@ def _consistency_problem(snap: dict) -> str | None:
     return None
 
 
-def test_the_registry_stays_consistent_while_sessions_start_stop_and_poll(tmp_path, monkeypatch,
-                                                                          fast_thread_switches,
-                                                                          thread_switch_in_job_active):
-    """Six sessions start, stop and poll at random for three seconds while fast fake trainings start
-    and end: no call raises, no two trainings ever run at once, every snapshot is consistent, every
-    job ends, and the registry accepts the next training."""
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_registry_stays_consistent_while_sessions_start_stop_cancel_and_poll(tmp_path, monkeypatch, workers,
+                                                                                 fast_thread_switches,
+                                                                                 thread_switch_in_job_active):
+    """Six sessions of three owners start, stop, cancel and poll at random for three seconds while
+    fast fake trainings start and end: no call raises, never more trainings run at once than there
+    are workers, they start in the order they were queued, every snapshot is consistent, no job is
+    lost (each one ran to its end or was cancelled while waiting), and the registry accepts the
+    next training."""
     guard = threading.Lock()
-    running, overlaps = [], []
+    running, overlaps, began = [], [], []
 
     def fake_train(config, job):  # a training that takes a few milliseconds
         with guard:
             running.append(job.id)
-            if len(running) > 1:
+            began.append(job)
+            if len(running) > workers:
                 overlaps.append(list(running))
         try:
-            run_dir = tmp_path / "runs" / job.id
-            run_dir.mkdir(parents=True)
-            job.run_dir = str(run_dir)
             for step in range(3):
                 job.check_stop()
                 job.add_batch({"step": step})
                 time.sleep(0.0005)
-            return {"run_dir": str(run_dir)}
+            return {"run_dir": job.run_dir}
         finally:
             with guard:
                 running.remove(job.id)
 
     monkeypatch.setattr(jobs, "train", fake_train)
-    registry = JobRegistry()
+    registry = JobRegistry(workers=workers)
     config = TrainConfig(data=str(tmp_path), strategy="scratch", image_size=48,
                          runs_dir=str(tmp_path / "runs")).resolved()
-    started, problems = [], []
+    started, problems, refused = [], [], []
     end = time.time() + 3
 
     def session(seed: int) -> None:
         rng = random.Random(seed)
+        owner = f"owner-{seed % 3}"
         try:
             while time.time() < end:
-                action = rng.randrange(6)
+                action = rng.randrange(7)
                 if action == 0:
-                    try:
-                        started.append(registry.start(config))
-                    except JobBusy:
-                        pass
+                    started.append(registry.start(config, owner=owner))
                 elif action == 1:
                     job = registry.latest()
                     if job is not None and rng.random() < 0.3:
-                        job.request_stop()
+                        try:
+                            registry.stop(job.id, owner)
+                        except NotYours:
+                            refused.append(job.owner != owner)
                 elif action == 2:
                     job = registry.latest()
                     found = registry.get(job.id) if job is not None else None
                     if job is not None and found is not job and registry.latest() is job:
                         problems.append("the latest job is missing from the registry")
                 elif action == 3:
-                    registry.active()
+                    queue = registry.queue()
+                    if any(registry.place(j) not in (None, i + 1) for i, j in enumerate(queue[:1])):
+                        problems.append("the first queued job is not at place 1")
+                    registry.wait_estimate(queue[-1]) if queue else None
                 elif action == 4:
                     if not all(isinstance(d, str) for d in registry.active_run_dirs()):
                         problems.append("a run folder that is not a path")
+                elif action == 5:
+                    if len(registry.running()) > workers:
+                        problems.append("more running jobs than workers")
                 else:
-                    job = registry.latest()
+                    job = registry.latest(owner)
                     problem = job and _consistency_problem(job.snapshot())
                     if problem:
                         problems.append(problem)
@@ -119,12 +127,20 @@ def test_the_registry_stays_consistent_while_sessions_start_stop_and_poll(tmp_pa
         t.start()
     for t in sessions:
         t.join(30)
-    for job in started:
-        job.thread.join(10)
+    deadline = time.time() + 30
+    while (registry.queue() or registry.running()) and time.time() < deadline:
+        time.sleep(0.01)
     assert problems == [], problems[:5]
     assert overlaps == []
+    assert refused and all(refused), "only another owner's stop is refused"
     assert len(started) >= 10, "too few trainings started to test anything"
-    assert [j.id for j in started if j.state not in FINAL] == []
+    assert [j.id for j in started if j.state not in FINAL] == []  # none lost: every job ended
+    cancelled = [j for j in started if j.state == "cancelled"]
+    assert all(j.thread is None for j in cancelled)  # cancelled ones never ran
+    ran = sorted(j.ticket for j in started if j.state != "cancelled")
+    if workers == 1:  # first come, first served (with two workers, two threads start in either order)
+        assert [j.ticket for j in began] == ran
+    assert sorted(j.ticket for j in began) == ran
     assert registry.active() is None and registry.active_run_dirs() == []
     last = registry.start(config)
     last.thread.join(10)

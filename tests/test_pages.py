@@ -40,9 +40,12 @@ def env(tmp_path, samples_dir, monkeypatch):
     st.cache_data.clear()
     st.cache_resource.clear()
     yield {"runs": runs, "data": data_root, "registry": registry}
-    for job in list(registry._jobs.values()):  # never leave a training thread behind
+    for job in registry.queue():  # never leave a training thread behind: cancel the waiting ones first
+        registry.stop(job.id, job.owner)
+    for job in list(registry._jobs.values()):
         job.request_stop()
-        job.thread.join(120)
+        if job.thread:
+            job.thread.join(120)
     st.cache_data.clear()
     st.cache_resource.clear()
 
@@ -306,21 +309,32 @@ def test_feature_extraction_on_offline_weights_with_augmented_views(env, shapes)
     assert any(m.label == "Best validation accuracy" for m in at.metric)
 
 
-def test_a_second_start_while_training_shows_job_busy(env, shapes):
+def test_a_second_session_start_is_queued_shows_its_place_and_others_jobs_are_read_only(env, shapes, monkeypatch):
+    monkeypatch.setattr(env["registry"], "_workers", 1)
     at = open_folder(open_app(), shapes)
     at.switch_page("app_pages/train.py").run()
     start_small_training(at, epochs=30)
     job = env["registry"].latest()
-    at.button(key="start").click().run()
-    assert_clean(at)
-    assert any("already running" in e.value for e in at.error)
-    # A new session (a refresh, a second tab) re-attaches to the running job.
-    other = open_app("train")
-    assert f"Run {os.path.basename(job.run_dir or '')}" in "\n".join(s.value for s in other.subheader) or \
-        job.run_dir is None
-    assert other.button(key="stop")
-    other.button(key="stop").click().run()
+    # Another person (another browser, another ?me= token) starts too: queued behind it, not refused.
+    other = open_folder(open_app(), shapes)
+    other.switch_page("app_pages/train.py").run()
+    assert other.query_params["me"] != at.query_params["me"]
+    start_small_training(other, epochs=1)
+    waiting = env["registry"].latest()
+    assert waiting is not job and waiting.state == "queued"
+    assert any("Waiting in the queue: place 1. Estimated wait:" in i.value for i in other.info)
+    assert not other.button(key="stop") and other.button(key="cancel")
+    # A third person sees the latest training read-only: no Stop, no Cancel.
+    third = open_app("train")
+    assert not [b for b in third.button if b.key in ("stop", "cancel")]
+    assert "Started by someone else: you can follow it, not stop it." in texts(third)
+    other.button(key="cancel").click().run()
     assert_clean(other)
+    assert waiting.state == "cancelled"
+    # The first person's tab (a refresh keeps ?me=) stops its own training.
+    at.run()
+    at.button(key="stop").click().run()
+    assert_clean(at)
     assert job.stop_requested
     wait_for(job)
     assert job.snapshot()["state"] == "stopped"

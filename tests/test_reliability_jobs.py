@@ -19,7 +19,7 @@ import pytest
 
 from conftest import ROOT
 from core import runs
-from core.jobs import Job, JobBusy, JobRegistry
+from core.jobs import Job, JobRegistry
 from tiny_runs import tiny_config
 
 pytestmark = pytest.mark.timeout(240)
@@ -158,29 +158,29 @@ def test_stop_after_the_job_ended_changes_nothing(shapes, runs_dir):
     assert job.state == "finished" and _only_run(runs_dir).state == "finished"
 
 
-def test_start_pressed_twice_at_once_starts_one_job(shapes, runs_dir):
-    registry = JobRegistry()
+def test_start_pressed_twice_at_once_queues_two_jobs_that_run_one_after_the_other(shapes, runs_dir):
+    registry = JobRegistry(workers=1)
     barrier = threading.Barrier(2)
     outcomes = []
 
     def press():
         barrier.wait()
-        try:
-            outcomes.append(registry.start(tiny_config(shapes, runs_dir, epochs=1)))
-        except JobBusy as e:
-            outcomes.append(e)
+        outcomes.append(registry.start(tiny_config(shapes, runs_dir, epochs=1)))
 
     presses = [threading.Thread(target=press) for _ in range(2)]
     for t in presses:
         t.start()
     for t in presses:
         t.join(30)
-    jobs = [o for o in outcomes if isinstance(o, Job)]
-    busy = [o for o in outcomes if isinstance(o, JobBusy)]
-    assert len(jobs) == 1 and len(busy) == 1 and "already running" in str(busy[0])
-    jobs[0].thread.join(120)
-    assert jobs[0].state == "finished"
-    assert _only_run(runs_dir).state == "finished"  # one run folder, not two
+    assert len(outcomes) == 2 and all(isinstance(o, Job) for o in outcomes)
+    first, second = sorted(outcomes, key=lambda j: j.ticket)
+    first.thread.join(120)
+    deadline = time.time() + 30
+    while second.thread is None and time.time() < deadline:
+        time.sleep(0.05)
+    second.thread.join(120)
+    assert (first.state, second.state) == ("finished", "finished")
+    assert sorted(r.state for r in runs.list_runs(runs_dir)) == ["finished", "finished"]  # a run folder each
 
 
 # ---------------------------------------------------------------- errors in the middle of a run

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from core import features, metrics, pipeline, runs
-from core.jobs import Job, JobBusy, JobRegistry, TrainConfig
+from core.jobs import Job, JobRegistry, TrainConfig
 from tiny_runs import tiny_config
 
 
@@ -81,10 +81,11 @@ def test_stop_is_honoured_within_one_batch_and_keeps_the_model(shapes, runs_dir,
 
 
 def test_registry_runs_one_job_at_a_time_in_the_background(shapes, runs_dir):
-    registry = JobRegistry()
+    registry = JobRegistry(workers=1)
     job = registry.start(tiny_config(shapes, runs_dir, epochs=30, batch_size=2))
-    with pytest.raises(JobBusy, match="already running"):
-        registry.start(tiny_config(shapes, runs_dir))
+    waiting = registry.start(tiny_config(shapes, runs_dir))  # queued behind it, not refused
+    assert waiting.state == "queued" and registry.place(waiting) == 1
+    registry.stop(waiting.id, None)
     deadline = time.time() + 60
     while not job.batches and time.time() < deadline:
         time.sleep(0.05)
@@ -93,7 +94,7 @@ def test_registry_runs_one_job_at_a_time_in_the_background(shapes, runs_dir):
     job.request_stop()  # twice is harmless
     job.thread.join(60)
     assert not job.thread.is_alive() and job.state == "stopped"
-    assert registry.active() is None and registry.latest() is job
+    assert registry.active() is None and waiting.state == "cancelled" and waiting.thread is None
     again = registry.start(tiny_config(shapes, runs_dir, epochs=1))
     again.thread.join(60)
     assert again.state == "finished"

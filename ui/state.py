@@ -18,7 +18,7 @@ VAL_FRACTION = "val_fraction"     # split fractions, used only for flat (class-f
 TEST_FRACTION = "test_fraction"
 SEED = "seed"                     # one seed for the split and for training (TrainConfig.seed)
 AUGMENT = "augment_config"        # AugmentConfig fields: what the Augment page shows, what training uses
-OWNER = "owner_id"                # this session's owner token (see owner_id)
+OWNER = "me"                      # the URL's ?me=<token> and its session key: whose trainings are whose
 
 DEFAULTS = {VAL_FRACTION: 0.15, TEST_FRACTION: 0.15, SEED: 0}
 
@@ -34,13 +34,6 @@ def dataset_path() -> str:
 
 def choose_dataset(path: str) -> None:
     st.session_state[DATASET] = path
-
-
-def owner_id() -> str:
-    """This session's owner token: a random hex string, the name of its uploads folder.
-    MERGE NOTE (helper Q2): a stand-in for helper Q1's owner_id() (a per-browser token kept in
-    the URL); on merge keep Q1's and drop this one."""
-    return st.session_state.setdefault(OWNER, secrets.token_hex(16))
 
 
 def is_sample(path: str) -> bool:
@@ -70,3 +63,15 @@ def augment_config() -> AugmentConfig:
 
 def set_augment_config(config: AugmentConfig) -> None:
     st.session_state[AUGMENT] = config.to_dict()
+
+
+def owner_id() -> str:
+    """This browser's owner token (core.jobs: who may stop which training): the URL's ?me=, else
+    one kept since this session began, else a new random one. Put back in the URL on every run
+    (navigation drops query parameters), so a refresh or a bookmark keeps it. Anyone with the URL
+    acts as its owner: see docs/RELIABILITY.md."""
+    token = st.query_params.get(OWNER) or st.session_state.get(OWNER) or secrets.token_urlsafe(12)
+    st.session_state[OWNER] = token
+    if st.query_params.get(OWNER) != token:
+        st.query_params[OWNER] = token
+    return token

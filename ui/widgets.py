@@ -23,11 +23,13 @@ _WWW_LINK = re.compile(r"(?i)\b(www)\.")  # GitHub links "www.x.org" even with n
 STATE_ICONS = {"queued": ":material/hourglass_top:", "running": ":material/directions_run:",
                "stopping": ":material/pan_tool:", "finished": ":material/check_circle:",
                "stopped": ":material/stop_circle:", "failed": ":material/error:",
-               "interrupted": ":material/warning:", "damaged": ":material/broken_image:"}
+               "interrupted": ":material/warning:", "damaged": ":material/broken_image:",
+               "cancelled": ":material/cancel:", "not started": ":material/schedule:"}
 # The words for them, translated where shown (state_label).
 STATE_WORDS = {"queued": N_("queued"), "running": N_("running"), "stopping": N_("stopping"),
                "finished": N_("finished"), "stopped": N_("stopped"), "failed": N_("failed"),
-               "interrupted": N_("interrupted"), "damaged": N_("damaged")}
+               "interrupted": N_("interrupted"), "damaged": N_("damaged"), "cancelled": N_("cancelled"),
+               "not started": N_("not started")}
 # One word per augmentation setting with a single value (describe_augment).
 _AUGMENT_PARTS = {"shear": N_("shear {value}"), "zoom": N_("zoom {value}"), "brightness": N_("brightness {value}"),
                   "contrast": N_("contrast {value}"), "hue": N_("hue {value}")}

@@ -52,7 +52,7 @@ def wait_no_job(page: Page) -> None:
     expect(page.get_by_test_id("stSidebar")).not_to_contain_text("running", timeout=120_000)
 
 
-def test_two_users_one_training_the_second_is_told_busy(browser, app_url, server_dir):
+def test_two_users_the_second_training_waits_in_the_queue_and_can_be_cancelled(browser, app_url, server_dir):
     first = browser.new_context(viewport=VIEWPORT)
     second = browser.new_context(viewport=VIEWPORT)  # another user: no cookie, no session in common
     try:
@@ -70,14 +70,16 @@ def test_two_users_one_training_the_second_is_told_busy(browser, app_url, server
         open_page(b, app_url, "train", "Train")
         expect(b.get_by_test_id("stSidebar")).to_contain_text("running", timeout=BUSY)  # B sees A's job
         main_area(b).get_by_role("button", name="Start training").click(force=True)
-        busy = main_area(b).get_by_test_id("stAlert").filter(has_text="already running")
-        expect(busy).to_be_visible(timeout=BUSY)
-        expect(busy).to_contain_text("Wait for it to finish or stop it first.")
+        # One training at a time on a CPU: B's waits, with its place, and is not refused.
+        waiting = main_area(b).get_by_test_id("stAlert").filter(has_text="Waiting in the queue: place 1.")
+        expect(waiting).to_be_visible(timeout=BUSY)
         no_exception_box(b)
-        busy.evaluate("e => e.scrollIntoView({block: 'center'})")
-        screenshot(b, "two-users-busy")
+        waiting.evaluate("e => e.scrollIntoView({block: 'center'})")
+        screenshot(b, "two-users-queued")
+        main_area(b).get_by_role("button", name="Cancel").click(force=True)
+        expect(main_area(b)).to_contain_text("cancelled", timeout=BUSY)
 
-        # A's run goes on to its end, and is the only new run.
+        # A's run goes on to its end, and is the only new run (B's cancelled one leaves nothing).
         points = wait_for_points(a, 0)
         wait_for_points(a, points, timeout=120)  # it goes on after B's attempt
         expect(main_area(a)).to_contain_text("finished", timeout=600_000)
@@ -88,7 +90,6 @@ def test_two_users_one_training_the_second_is_told_busy(browser, app_url, server
         assert len(new) == 1, new
         run = runs.read_run(str(new[0]))
         assert run.state == "finished" and len(run.history) == 40
-        expect(b.get_by_test_id("stSidebar")).to_contain_text("finished", timeout=BUSY)  # B's page follows it too
     finally:
         first.close()
         second.close()
