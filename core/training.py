@@ -9,8 +9,9 @@
                         (the frozen part below them is computed once too)
 
 `train(config, job)` is called by `Job.run` (core.jobs) in the job's thread; it reports to the job
-and writes the run folder (core.runs). Devices are chosen in core.devices, the feature cache is
-core.features, what runs inside model.fit is core.callbacks, the scores are core.metrics.
+and writes the run folder (core.runs). Devices are chosen in core.devices, the features are core.features
+(kept across runs by core.feature_cache), what runs inside model.fit is core.callbacks, the scores are
+core.metrics, the whole run's ETA is core.progress (from the plan each strategy announces).
 """
 from __future__ import annotations
 
@@ -25,13 +26,14 @@ import numpy as np
 import tensorflow as tf
 
 from core import data as data_mod
-from core import features, models, pipeline, runs
+from core import feature_cache, features, models, pipeline, runs
 from core.augment import AugmentConfig, build_augmentation
 from core.callbacks import Checkpointer, JobCallback
 from core.devices import global_batch, mixed_precision_helps, pick_strategy, precision_policy, start_tensorflow
 from core.jobs import Job, Stopped, TrainConfig
 from core.messages import ConfigError, Message, N_
 from core.metrics import evaluate
+from core.progress import Step
 
 CUT_CACHE_BYTES = 4 * 1024 ** 3  # above this, fine-tuning refuses: the cached cut tensors would not fit
 MAKE_OPTIMIZER = {  # keyed by core.jobs.OPTIMIZERS
@@ -79,18 +81,15 @@ def train(config: TrainConfig, job: Job) -> dict:
     job.log(N_("Mixed precision on; XLA {xla}.") if mixed else N_("Mixed precision off; XLA {xla}."),
             xla=acceleration["xla"])
 
-    sets = _decode_or_stream(job, c, ds)
-    if len(sets["train"][1]) == 0 or len(sets["validation"][1]) == 0:
-        raise data_mod.DatasetError(N_("No images could be decoded for training or validation."))
     runs.write_skipped(run_dir, [s.record() for s in ds.skipped])
     skipped_before = len(ds.skipped)
     if ds.skipped:
         job.log(N_("{n} files skipped (see skipped.json)."), n=len(ds.skipped))
+    sets = Splits(job, c, ds)
 
     augment = AugmentConfig.from_dict(c.augment_config) if c.augment else None
     n_classes = len(ds.classes)
-    smallest = min(len(sets["train"][1]), len(sets["validation"][1]))  # after decoding
-    scaled = replace(c, batch_size=global_batch(c.batch_size, replicas, smallest))  # split across replicas
+    scaled = replace(c, batch_size=acceleration["global_batch_size"])  # split across replicas
     try:
         with strategy.scope(), precision_policy(mixed):  # models are built and compiled inside
             if c.strategy == "scratch":
@@ -107,10 +106,10 @@ def train(config: TrainConfig, job: Job) -> dict:
               "skipped": len(ds.skipped), "device": device, "replicas": replicas, "mixed_precision": mixed}
     result["val_accuracy"] = read_best(run_dir).get("best_val_accuracy")
     if model is not None and runs.has_model(run_dir):
-        job.set_phase(N_("evaluate"))
         images, labels, paths = sets[result["evaluated_on"]]
+        job.set_phase(N_("evaluate"))
         best = runs.load_model(run_dir)
-        metrics, predictions = evaluate(best, images, labels, paths, ds.classes, c.batch_size)
+        metrics, predictions = evaluate(best, images, labels, paths, ds.classes, c.batch_size, job.set_progress)
         metrics["evaluated_on"] = result["evaluated_on"]
         runs.write_metrics(run_dir, metrics)
         runs.write_predictions(run_dir, predictions)
@@ -156,25 +155,57 @@ class LayerSeeds:
                 random.setstate(outside)
 
 
-def _decode_or_stream(job: Job, c: TrainConfig, ds) -> dict:
-    """{split: (images, labels, paths)}: decoded once into memory when every split fits the memory
-    budget (the fast path), else FileImages that decode from the files batch by batch."""
-    splits = [s for s in ("train", "validation", "test") if ds.splits.get(s)]
-    need = pipeline.decoded_bytes(sum(len(ds.splits[s]) for s in splits), c.image_size)
-    budget = pipeline.memory_budget(c.memory_budget_mb)
-    if need > budget:
-        job.log(N_("The decoded images would take {need} MB, over the memory budget of {budget} MB: reading them "
-                   "from the files batch by batch instead (slower epochs for scratch training; set "
-                   "--memory-budget-mb or {setting} to change the budget)."),
-                need=f"{need / 1e6:,.0f}", budget=f"{budget / 1e6:,.0f}", setting=pipeline.BUDGET_ENV)
-        return {s: pipeline.file_images(ds.splits[s], c.image_size, ds.skipped, c.resize) for s in splits}
-    job.set_phase(N_("decode"))
-    sets = {}
-    for split in splits:
-        sets[split] = pipeline.load_arrays(ds.splits[split], c.image_size, ds.skipped,
-                                           progress=job.set_progress, resize=c.resize)
-        job.check_stop()
-    return sets
+class Splits:
+    """{split: (images, labels, paths)}, each split decoded when a phase first needs it: into memory
+    when every split fits the memory budget (the fast path), else as FileImages that decode from the
+    files batch by batch. Features read from the feature cache need no decoded images at all."""
+
+    def __init__(self, job: Job, c: TrainConfig, ds):
+        self.job, self.c, self.ds = job, c, ds
+        self.names = [s for s in ("train", "validation", "test") if ds.splits.get(s)]
+        need = pipeline.decoded_bytes(sum(len(ds.splits[s]) for s in self.names), c.image_size)
+        budget = pipeline.memory_budget(c.memory_budget_mb)
+        self.stream = need > budget
+        if self.stream:
+            job.log(N_("The decoded images would take {need} MB, over the memory budget of {budget} MB: reading "
+                       "them from the files batch by batch instead (slower epochs for scratch training; set "
+                       "--memory-budget-mb or {setting} to change the budget)."),
+                    need=f"{need / 1e6:,.0f}", budget=f"{budget / 1e6:,.0f}", setting=pipeline.BUDGET_ENV)
+        self._sets: dict[str, tuple] = {}
+
+    def __contains__(self, split: str) -> bool:
+        return split in self.names
+
+    def __getitem__(self, split: str) -> tuple:
+        if split not in self._sets:
+            self._sets[split] = self._decode(split)
+        return self._sets[split]
+
+    def decoded(self, split: str) -> bool:
+        return split in self._sets or self.stream
+
+    def paths(self, split: str) -> list[str]:
+        return [p for p, _ in self.ds.splits[split]]
+
+    def labels(self, split: str) -> np.ndarray:
+        """The split's labels: of the decoded images once decoded, else of every scanned file."""
+        if split in self._sets:
+            return self._sets[split][1]
+        return np.array([label for _, label in self.ds.splits[split]], np.int32)
+
+    def _decode(self, split: str) -> tuple:
+        c, items = self.c, self.ds.splits[split]
+        if self.stream:
+            return pipeline.file_images(items, c.image_size, self.ds.skipped, c.resize)
+        self.job.set_phase(N_("decode"))
+        decoded = pipeline.load_arrays(items, c.image_size, self.ds.skipped, progress=self.job.set_progress,
+                                       resize=c.resize)
+        if split == "test":
+            return decoded  # for the evaluation, which a stop does not skip
+        self.job.check_stop()
+        if len(decoded[1]) == 0:
+            raise data_mod.DatasetError(N_("No images could be decoded for training or validation."))
+        return decoded
 
 
 def read_best(run_dir: str) -> dict:
@@ -191,11 +222,12 @@ def _train_scratch(job: Job, c: TrainConfig, sets, augment, n_classes, seeds: La
     _compile(model, c, c.learning_rate)
     x, y, _ = sets["train"]
     xv, yv, _ = sets["validation"]
+    steps = -(-len(y) // c.batch_size)
+    job.plan([Step(N_("train"), c.epochs * steps, "train")] + _evaluation_plan(sets))
     train_ds = pipeline.make_tf_dataset(x, y, c.batch_size, shuffle=True, seed=c.seed,
                                         augmentation=build_augmentation(augment, c.seed) if augment else None)
     val_ds = pipeline.make_tf_dataset(xv, yv, c.batch_size)
     checkpoint = Checkpointer(job.run_dir, model, min_interval=0)
-    steps = -(-len(y) // c.batch_size)
     epochs = _fit(job, model, train_ds, val_ds, yv, steps, c.epochs, N_("train"), checkpoint)
     if checkpoint.best_record is None and not job.stop_requested:
         raise RuntimeError("Training produced no epoch.")
@@ -211,8 +243,6 @@ def _train_transfer(job: Job, c: TrainConfig, sets, augment, n_classes, seeds: L
     with seeds.building():
         model = models.build_transfer(c.base, c.image_size, n_classes, c.dropout, c.weights)
     views = c.views if augment else 1
-    x, y, _ = sets["train"]
-    xv, yv, _ = sets["validation"]
     fine_tune = c.strategy == "fine-tune" and c.unfreeze > 0 and c.fine_tune_epochs > 0
 
     # Extract: where the frozen part ends. For feature extraction the pooled features; for
@@ -228,8 +258,17 @@ def _train_transfer(job: Job, c: TrainConfig, sets, augment, n_classes, seeds: L
     else:
         prefix = models.feature_model(model)
     forward = features.compiled_forward(prefix)
-    train_cut = features.extract(job, prefix, x, views, augment, c.seed, N_("features (train)"), forward=forward)
-    val_cut = features.extract(job, prefix, xv, 1, None, c.seed, N_("features (validation)"), forward=forward)
+    cache = feature_cache.FeatureCache(c.runs_dir, log=job.log)
+    frozen_id = feature_cache.fingerprint(prefix.get_weights(), [list(t.shape) for t in prefix.outputs])
+    keys = {split: cache.key(sets.paths(split), frozen_id, c.image_size, c.resize) for split in ("train", "validation")}
+    stored = {split: cache.load(key, len(sets.paths(split))) for split, key in keys.items()}
+    steps = -(-len(sets.paths("train")) // c.batch_size)
+    job.plan(_features_plan(sets, stored, views) + [Step(N_("head"), c.epochs * steps, "head")]
+             + ([Step(N_("fine-tune"), c.fine_tune_epochs * steps, "fine-tune")] if fine_tune else [])
+             + _evaluation_plan(sets))
+    train_cut = _base_features(job, sets, "train", views, augment, c.seed, prefix, forward, cache, keys, stored)
+    val_cut = _base_features(job, sets, "validation", 1, None, c.seed, prefix, forward, cache, keys, stored)
+    y, yv = sets.labels("train"), sets.labels("validation")
 
     # Head: trained alone, on pooled features; its best weights go into the full model.
     if fine_tune:
@@ -247,7 +286,6 @@ def _train_transfer(job: Job, c: TrainConfig, sets, augment, n_classes, seeds: L
         full_head.set_weights(head.get_layer("predictions").get_weights())
 
     checkpoint = Checkpointer(job.run_dir, model, before_save=head_into_model)
-    steps = -(-len(y) // c.batch_size)
     head_epochs = _fit(job, head, features.view_dataset([train_f], y, c.batch_size, c.seed, views, True),
                        features.view_dataset([val_f], yv, c.batch_size, c.seed, 1, False), yv,
                        steps, c.epochs, N_("head"), checkpoint, weights_of=head)
@@ -271,6 +309,46 @@ def _train_transfer(job: Job, c: TrainConfig, sets, augment, n_classes, seeds: L
                         c.fine_tune_epochs, N_("fine-tune"), checkpoint2, epoch_offset=head_epochs, best=head_best)
     checkpoint2.flush()
     return model, head_epochs + tuned_epochs
+
+
+FEATURE_PHASES = {"train": N_("features (train)"), "validation": N_("features (validation)")}
+
+
+def _features_plan(sets: Splits, stored: dict, views: int) -> list[Step]:
+    """The decoding and feature phases to come: nothing to decode or compute for what the cache holds."""
+    plan = []
+    for split, n_views in (("train", views), ("validation", 1)):
+        n, cached = len(sets.paths(split)), stored[split] is not None
+        if not cached or n_views > 1:
+            plan += [] if sets.decoded(split) else [Step(N_("decode"), n, "decode")]
+            plan.append(Step(FEATURE_PHASES[split], n * (n_views - cached), "forward"))
+        else:
+            plan.append(Step(FEATURE_PHASES[split], n, "cache"))
+    return plan
+
+
+def _evaluation_plan(sets: Splits) -> list[Step]:
+    split = "test" if "test" in sets else "validation"
+    n = len(sets.paths(split))
+    return ([] if sets.decoded(split) else [Step(N_("decode"), n, "decode")]) + [Step(N_("evaluate"), n, "evaluate")]
+
+
+def _base_features(job: Job, sets: Splits, split: str, views: int, augment, seed: int, prefix, forward,
+                   cache: feature_cache.FeatureCache, keys: dict, stored: dict) -> list[np.ndarray]:
+    """What the frozen part outputs for a split's images (per view): view 0 from the feature cache when
+    it holds them, else computed and stored there (when every image of the split could be read)."""
+    plain, label = stored[split], FEATURE_PHASES[split]
+    if plain is not None:
+        job.log(N_("{phase}: read from the feature cache ({n} images, nothing to compute)."),
+                phase=Message(label), n=len(plain[0]))
+    skipped = len(sets.ds.skipped)
+    images, _, paths = sets[split] if plain is None or views > 1 else (None, None, sets.paths(split))
+    out = features.extract(job, prefix, images, views, augment, seed, label, forward=forward, paths=paths,
+                           plain=plain)
+    complete = len(paths) == len(sets.paths(split)) and len(sets.ds.skipped) == skipped
+    if plain is None and complete:
+        cache.save(keys[split], [o[:, 0] if views > 1 else o for o in out])
+    return out
 
 
 def _fit(job: Job, model, train_ds, val_ds, val_labels, steps: int, epochs: int, phase: str, checkpoint,
