@@ -82,7 +82,7 @@ class RunProgress:
             return self._seconds_per_unit[kind], False
         source, factor = GUESSES.get(kind, ("", 0.0))
         if source in self._seconds_per_unit:
-            return self._seconds_per_unit[source] * factor, True
+            return self._seconds_per_unit[source] * factor, factor != 1.0  # 1.0: the same work, as good as measured
         return None, True
 
     def remaining(self) -> tuple[float, float] | None:

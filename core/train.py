@@ -12,15 +12,15 @@ import signal
 import sys
 from dataclasses import fields
 
-from core import devices
+from core import devices, feature_cache, runs
 from core.jobs import DEFAULTS, OPTIMIZERS, RESIZE_MODES, STRATEGIES, Job, TrainConfig
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     d = DEFAULTS
     p = argparse.ArgumentParser(prog="python -m core.train", description="Train a Transfer Lab model.")
-    p.add_argument("--data", required=True, help="dataset folder: DIR/{train,validation,test}/CLASS or DIR/CLASS")
-    p.add_argument("--strategy", required=True, choices=STRATEGIES)
+    p.add_argument("--data", help="dataset folder: DIR/{train,validation,test}/CLASS or DIR/CLASS (required)")
+    p.add_argument("--strategy", choices=STRATEGIES, help="(required)")
     p.add_argument("--base", default=d.base, help="backbone (ignored by scratch)")
     p.add_argument("--image-size", type=int, default=d.image_size)
     p.add_argument("--resize", default=d.resize, choices=RESIZE_MODES,
@@ -49,7 +49,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--memory-budget-mb", type=float, default=None,
                    help="decoded images held in memory at most; beyond it they are read from the files "
                         "batch by batch (default: TRANSFERLAB_MEMORY_BUDGET_MB, else half the available memory)")
-    return p.parse_args(argv)
+    p.add_argument("--clear-feature-cache", action="store_true",
+                   help="empty the base features kept across runs in RUNS_DIR/.cache/features and exit "
+                        f"(the cache holds at most {feature_cache.LIMIT_ENV} MB, default {feature_cache.DEFAULT_LIMIT_MB})")
+    args = p.parse_args(argv)
+    if not args.clear_feature_cache and (args.data is None or args.strategy is None):
+        p.error("the following arguments are required: --data, --strategy")
+    return args
+
+
+def clear_feature_cache(runs_dir: str | None) -> int:
+    """Empty the feature cache of the runs folder; says what it held."""
+    held = feature_cache.clear(runs_dir or runs.default_runs_dir())
+    print(f"Feature cache emptied: {held.entries} entries, {held.bytes / 1e6:,.1f} MB freed.")
+    return 0
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -65,6 +78,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.clear_feature_cache:
+        return clear_feature_cache(args.runs_dir)
     devices.configure()
     with devices.native_stderr_silenced():
         import tensorflow  # noqa: F401  (imported here so its start-up chatter is silenced)
