@@ -10,7 +10,7 @@ from core import data, pipeline
 from core.backbones import BACKBONES
 from core.jobs import DEFAULT_DROPOUT, DEFAULT_EPOCHS, DEFAULT_FINE_TUNE_EPOCHS, DEFAULT_LEARNING_RATE, DEFAULTS, \
     OPTIMIZERS, REGISTRY, STRATEGIES, STRATEGY_LABELS, JobBusy, TrainConfig
-from ui import cache, charts, i18n, state, widgets
+from ui import cache, charts, i18n, live, state, widgets
 from ui.i18n import N_, fmt_int, fmt_num, nt, t
 
 STRATEGY_HELP = {
@@ -43,6 +43,8 @@ def main() -> None:
     if config.strategy != "scratch":
         base_layers_table(config, num_classes(ds))
     start_button(config, ds)
+    if config.strategy != "scratch":
+        live.cache_controls(config.runs_dir)
     job_area()
 
 
@@ -241,9 +243,7 @@ def job_report(job) -> None:
     st.markdown(headline(snap), help=t("Phases: scan, decode, features (train / validation), head, fine-tune, "
                                        "train (scratch), evaluate."))
     if job.active:
-        st.progress(snap["phase_progress"], text=t("{percent} of this phase · about {time} left",
-                                                   percent=i18n.fmt_pct(snap["phase_progress"], 0),
-                                                   time=widgets.format_seconds(snap["eta_seconds"])))
+        live.progress_view(snap)
     if snap["error"]:
         st.error(i18n.tm(snap["error"]))
     curves(snap)
@@ -266,7 +266,9 @@ def stop_button(job) -> None:
 
 
 def curves(snap: dict) -> None:
-    """Loss and accuracy: train per batch, validation per epoch."""
+    """Loss and accuracy: train per batch, validation per epoch; before the first batch, what is happening."""
+    if not snap["batches"]:
+        live.before_curves(snap)
     st.plotly_chart(charts.job_curves(snap["batches"], snap["epochs"]), key="job_curves")
     st.caption(t("{batches} · {epochs} recorded",
                  batches=nt("{n} batch", "{n} batches", len(snap["batches"])),
