@@ -86,16 +86,14 @@ class RunProgress:
         return None, True
 
     def remaining(self) -> tuple[float, float] | None:
-        """(low, high) seconds left for the whole run, or None when some part has no estimate yet."""
+        """(low, high) seconds left for the whole run; None until the current phase has a measured rate."""
         here, guessed = self.seconds_per_unit(self._kind) if self._kind else (None, True)
         if here is None and self._total > self._done:
             return None
         seconds = (here or 0.0) * max(0.0, self._total - self._done)
         for step in self._plan:
             rate, guess = self.seconds_per_unit(step.kind)
-            if rate is None:
-                return None
-            seconds += rate * step.units
+            seconds += (rate or 0.0) * step.units  # nothing to go by yet: left out, and the range widened
             guessed = guessed or guess
         low, high = GUESSED if guessed else SAME_WORK
         return seconds * low, seconds * high

@@ -220,10 +220,12 @@ def _train_scratch(job: Job, c: TrainConfig, sets, augment, n_classes, seeds: La
     with seeds.building():
         model = models.build_scratch(c.image_size, n_classes, c.dropout)
     _compile(model, c, c.learning_rate)
+    steps = -(-len(sets.paths("train")) // c.batch_size)
+    job.plan(_decode_plan(sets, "train") + _decode_plan(sets, "validation")
+             + [Step(N_("train"), c.epochs * steps, "train")] + _evaluation_plan(sets))
     x, y, _ = sets["train"]
     xv, yv, _ = sets["validation"]
     steps = -(-len(y) // c.batch_size)
-    job.plan([Step(N_("train"), c.epochs * steps, "train")] + _evaluation_plan(sets))
     train_ds = pipeline.make_tf_dataset(x, y, c.batch_size, shuffle=True, seed=c.seed,
                                         augmentation=build_augmentation(augment, c.seed) if augment else None)
     val_ds = pipeline.make_tf_dataset(xv, yv, c.batch_size)
@@ -259,7 +261,9 @@ def _train_transfer(job: Job, c: TrainConfig, sets, augment, n_classes, seeds: L
         prefix = models.feature_model(model)
     forward = features.compiled_forward(prefix)
     cache = feature_cache.FeatureCache(c.runs_dir, log=job.log)
-    frozen_id = feature_cache.fingerprint(prefix.get_weights(), [list(t.shape) for t in prefix.outputs])
+    # Under mixed precision the same weights give other (float16) outputs: the output dtypes are part of the key.
+    frozen_id = feature_cache.fingerprint(prefix.get_weights(), c.base,
+                                          [(list(t.shape), str(t.dtype)) for t in prefix.outputs])
     keys = {split: cache.key(sets.paths(split), frozen_id, c.image_size, c.resize) for split in ("train", "validation")}
     stored = {split: cache.load(key, len(sets.paths(split))) for split, key in keys.items()}
     steps = -(-len(sets.paths("train")) // c.batch_size)
@@ -320,17 +324,20 @@ def _features_plan(sets: Splits, stored: dict, views: int) -> list[Step]:
     for split, n_views in (("train", views), ("validation", 1)):
         n, cached = len(sets.paths(split)), stored[split] is not None
         if not cached or n_views > 1:
-            plan += [] if sets.decoded(split) else [Step(N_("decode"), n, "decode")]
+            plan += _decode_plan(sets, split)
             plan.append(Step(FEATURE_PHASES[split], n * (n_views - cached), "forward"))
         else:
             plan.append(Step(FEATURE_PHASES[split], n, "cache"))
     return plan
 
 
+def _decode_plan(sets: Splits, split: str) -> list[Step]:
+    return [] if sets.decoded(split) else [Step(N_("decode"), len(sets.paths(split)), "decode")]
+
+
 def _evaluation_plan(sets: Splits) -> list[Step]:
     split = "test" if "test" in sets else "validation"
-    n = len(sets.paths(split))
-    return ([] if sets.decoded(split) else [Step(N_("decode"), n, "decode")]) + [Step(N_("evaluate"), n, "evaluate")]
+    return _decode_plan(sets, split) + [Step(N_("evaluate"), len(sets.paths(split)), "evaluate")]
 
 
 def _base_features(job: Job, sets: Splits, split: str, views: int, augment, seed: int, prefix, forward,
@@ -338,11 +345,13 @@ def _base_features(job: Job, sets: Splits, split: str, views: int, augment, seed
     """What the frozen part outputs for a split's images (per view): view 0 from the feature cache when
     it holds them, else computed and stored there (when every image of the split could be read)."""
     plain, label = stored[split], FEATURE_PHASES[split]
+    skipped = len(sets.ds.skipped)
+    images, _, paths = sets[split] if plain is None or views > 1 else (None, None, sets.paths(split))
+    if plain is not None and len(paths) != len(plain[0]):  # a file went bad since the scan: rows would not match
+        plain = None
     if plain is not None:
         job.log(N_("{phase}: read from the feature cache ({n} images, nothing to compute)."),
                 phase=Message(label), n=len(plain[0]))
-    skipped = len(sets.ds.skipped)
-    images, _, paths = sets[split] if plain is None or views > 1 else (None, None, sets.paths(split))
     out = features.extract(job, prefix, images, views, augment, seed, label, forward=forward, paths=paths,
                            plain=plain)
     complete = len(paths) == len(sets.paths(split)) and len(sets.ds.skipped) == skipped

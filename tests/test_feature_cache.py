@@ -180,6 +180,9 @@ def test_the_eta_covers_every_phase_left_from_measured_rates():
     progress.plan([Step("features (train)", 100, "forward"), Step("head", 50, "head"), Step("evaluate", 40, "evaluate")])
     progress.begin("features (train)")
     assert progress.remaining() is None  # nothing measured: no guess about this machine
+    now[0] = 0.1
+    progress.update(1, 100)
+    assert progress.remaining() is None  # measured over too short a time to extrapolate
     now[0] = 10.0
     progress.update(50, 100)  # 0.2 s per image
     low, high = progress.snapshot()["eta_range"]
