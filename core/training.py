@@ -253,10 +253,11 @@ def _train_transfer(job: Job, c: TrainConfig, sets, augment, n_classes, seeds: L
         models.unfreeze_top(model, c.unfreeze)
         prefix, suffix = models.cut_points(model, c.unfreeze)
         per_image = sum(int(np.prod(t.shape[1:])) for t in prefix.outputs) * 2 * (views + 0.5)
-        if per_image * len(y) > CUT_CACHE_BYTES:
+        n_train = len(sets.paths("train"))
+        if per_image * n_train > CUT_CACHE_BYTES:
             raise ConfigError(N_("Fine-tuning {layers} layers at {size} px would need {gb} GB of cached "
                                  "activations: unfreeze fewer layers, use fewer views or a smaller image size."),
-                              layers=c.unfreeze, size=c.image_size, gb=f"{per_image * len(y) / 1e9:.1f}")
+                              layers=c.unfreeze, size=c.image_size, gb=f"{per_image * n_train / 1e9:.1f}")
     else:
         prefix = models.feature_model(model)
     forward = features.compiled_forward(prefix)
@@ -273,6 +274,7 @@ def _train_transfer(job: Job, c: TrainConfig, sets, augment, n_classes, seeds: L
     train_cut = _base_features(job, sets, "train", views, augment, c.seed, prefix, forward, cache, keys, stored)
     val_cut = _base_features(job, sets, "validation", 1, None, c.seed, prefix, forward, cache, keys, stored)
     y, yv = sets.labels("train"), sets.labels("validation")
+    steps = -(-len(y) // c.batch_size)  # as decoded (a file may have gone bad since the scan)
 
     # Head: trained alone, on pooled features; its best weights go into the full model.
     if fine_tune:
