@@ -57,7 +57,7 @@ def train(config: TrainConfig, job: Job) -> dict:
     # an unseeded op, which takes its seed from TensorFlow's global one when the pipeline is built.
     tf.random.set_seed(c.seed)
     job.set_phase(N_("scan"))
-    ds = data_mod.scan(c.data, c.val_fraction, c.test_fraction, c.seed)
+    ds = data_mod.scan(c.data, c.val_fraction, c.test_fraction, c.seed, progress=job.set_progress)
     job.log(N_("Dataset {root}: {summary}"), root=ds.root, summary=ds.summary())
     for w in ds.warnings:
         job.log(N_("Note: {warning}"), warning=w)

@@ -70,8 +70,9 @@ def progress_view(snap: dict) -> None:
         st.info(t("Starting: loading TensorFlow and reading the settings…"))
         return
     st.markdown(t("**Now:** {what}", what=phase_words(progress["phase"])))
-    fraction = min(1.0, progress["done"] / progress["total"]) if progress["total"] else 0.0
-    st.progress(fraction, text=counts_line(progress, snap["config"].get("batch_size") or 1))
+    if progress["total"]:
+        st.progress(min(1.0, progress["done"] / progress["total"]),
+                    text=counts_line(progress, snap["config"].get("batch_size") or 1))
     st.caption(eta_line(progress))
     if progress["next"]:
         st.caption(t("Then: {phases}", phases=widgets.comma_list(t(p) for p in progress["next"])))
