@@ -10,7 +10,7 @@ from core import data, pipeline, runs
 from core.backbones import BACKBONES
 from core.jobs import DEFAULT_DROPOUT, DEFAULT_EPOCHS, DEFAULT_FINE_TUNE_EPOCHS, DEFAULT_LEARNING_RATE, DEFAULTS, \
     OPTIMIZERS, REGISTRY, STRATEGIES, STRATEGY_LABELS, NotYours, TrainConfig, UnknownJob, write_failure_sentence
-from ui import cache, charts, i18n, state, widgets
+from ui import cache, charts, i18n, live, state, widgets
 from ui.i18n import N_, fmt_int, fmt_num, nt, t
 
 STRATEGY_HELP = {
@@ -43,6 +43,8 @@ def main() -> None:
     if config.strategy != "scratch":
         base_layers_table(config, num_classes(ds))
     start_button(config, ds)
+    if config.strategy != "scratch":
+        live.cache_controls(config.runs_dir)
     job_area()
 
 
@@ -248,9 +250,7 @@ def job_report(job) -> None:
     if snap["state"] == "queued":
         queue_place(job)
     elif job.active:
-        st.progress(snap["phase_progress"], text=t("{percent} of this phase · about {time} left",
-                                                   percent=i18n.fmt_pct(snap["phase_progress"], 0),
-                                                   time=widgets.format_seconds(snap["eta_seconds"])))
+        live.progress_view(snap)
     if snap["error"]:
         st.error(i18n.tm(snap["error"]))
     curves(snap)
@@ -302,7 +302,9 @@ def queue_summary() -> None:
 
 
 def curves(snap: dict) -> None:
-    """Loss and accuracy: train per batch, validation per epoch."""
+    """Loss and accuracy: train per batch, validation per epoch; before the first batch, what is happening."""
+    if not snap["batches"]:
+        live.before_curves(snap)
     st.plotly_chart(charts.job_curves(snap["batches"], snap["epochs"]), key="job_curves")
     complete = [e for e in snap["epochs"] if not e.get("partial")]
     words = dict(batches=nt("{n} batch", "{n} batches", len(snap["batches"])),

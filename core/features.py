@@ -3,7 +3,8 @@
 Feature extraction and fine-tuning never run the frozen layers twice on the same input: the
 outputs of the frozen part (the pooled features, or for fine-tuning the tensors entering the
 unfrozen top) are computed once for each image and each augmented view, kept in memory, and the
-trainable part trains on them for every epoch.
+trainable part trains on them for every epoch. Across runs, the un-augmented view is kept on disk
+by core.feature_cache.
 """
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import tensorflow as tf
 
 from core import pipeline
 from core.augment import AugmentConfig, build_augmentation
+
+THUMBNAILS = 4  # images of the current batch shown going through
 
 
 def batched(n: int, batch: int):
@@ -49,28 +52,38 @@ def compiled_forward(model):
     return forward
 
 
-def extract(job, model, images: np.ndarray, views: int, augment: AugmentConfig | None,
-            seed: int, label: str, batch: int = 64, forward=None) -> list[np.ndarray]:
+def extract(job, model, images, views: int, augment: AugmentConfig | None,
+            seed: int, label: str, batch: int = 64, forward=None, paths: list[str] | None = None,
+            plain: list[np.ndarray] | None = None) -> list[np.ndarray]:
     """model(images) once per view, in batches; view 0 is the image itself, others augmented.
 
-    `job` gets the phase (`label`) and the progress, and may stop it between batches.
+    `job` gets the phase (`label`) and the progress (with the paths of the images going through,
+    from `paths`), and may stop it between batches.
     `forward`: compiled_forward(model), to reuse one already traced.
+    `plain`: view 0's outputs read from the feature cache (core.feature_cache); only the augmented
+    views are computed then, and `images` may be None when there are none.
     Returns one array per model output, shaped [N, views, ...] (or [N, ...] when views == 1);
     image-shaped outputs are kept in float16 (half the memory).
     """
-    aug = build_augmentation(augment, seed=seed) if views > 1 and augment else None
-    n = len(images)
-    outs = None
+    n = len(plain[0]) if plain is not None else len(images)
     total = n * views
-    done = 0
     job.set_phase(label)
+    if plain is not None and views == 1:
+        job.set_progress(n, n, (paths or [])[:THUMBNAILS])
+        return plain
+    aug = build_augmentation(augment, seed=seed) if views > 1 and augment else None
+    outs = None if plain is None else [np.zeros((n, views) + p.shape[1:], p.dtype) for p in plain]
+    for o, p in zip(outs or [], plain or []):
+        o[:, 0] = p
+    first = 0 if plain is None else 1
+    done, total = 0, n * (views - first)  # what is computed now
     forward = forward or compiled_forward(model)
 
     @tf.function(reduce_retracing=True)
     def forward_augmented(x):
         return model(aug(x, training=True), training=False)
 
-    for view in range(views):
+    for view in range(first, views):
         for sl, rows in read_ahead(images, batched(n, batch)):
             job.check_stop()
             x = tf.convert_to_tensor(rows, tf.float32)
@@ -82,7 +95,7 @@ def extract(job, model, images: np.ndarray, views: int, augment: AugmentConfig |
             for o, t in zip(outs, y):
                 o[sl, view] = t
             done += sl.stop - sl.start
-            job.set_progress(done, total)
+            job.set_progress(done, total, paths[sl][:THUMBNAILS] if paths else None)
     return [o[:, 0] if views == 1 else o for o in outs]
 
 

@@ -8,7 +8,7 @@ import errno
 import json
 import os
 import tempfile
-from contextlib import suppress
+from contextlib import contextmanager, suppress
 
 from core.messages import Message, N_
 
@@ -32,20 +32,28 @@ def remove_quietly(path: str) -> None:
         os.unlink(path)
 
 
-def write_json(path: str, obj) -> None:
-    """Write JSON atomically: readers see the old file or the new one, never half of one. On any
-    failure the temporary file is removed and the error raised as it came."""
+@contextmanager
+def atomic_file(path: str, mode: str = "wb", **open_args):
+    """Open a temporary file beside `path` for writing; when the block ends without error it is
+    synced and renamed to `path`, so readers see the old file or the new one, never half of one.
+    On any failure the temporary file is removed and the error raised as it came."""
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=".json", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=os.path.splitext(path)[1], dir=folder)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=1, default=jsonable)
+        with os.fdopen(fd, mode, **open_args) as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         remove_quietly(tmp)
         raise
+
+
+def write_json(path: str, obj) -> None:
+    """Write JSON atomically (atomic_file)."""
+    with atomic_file(path, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=1, default=jsonable)
 
 
 def jsonable(o):

@@ -23,6 +23,7 @@ from core import devices, pipeline, runs
 from core.augment import AugmentConfig
 from core.backbones import BACKBONES, WeightsUnavailable
 from core.messages import ConfigError, Explained, Message, N_, as_message, message_of
+from core.progress import RunProgress, Step
 
 # ---------------------------------------------------------------- settings and their defaults
 
@@ -305,8 +306,8 @@ class Job:
         self._echo = echo
         self._config = config
         self._state = "queued"  # queued, running, stopping, finished, stopped, failed, cancelled
-        self._phase, self._phase_progress, self._phase_started = "", 0.0, time.time()
-        self._eta_seconds: float | None = None
+        self._phase, self._phase_progress = "", 0.0
+        self._progress = RunProgress()  # the whole run's plan, measured rates and ETA
         self._batches: list[dict] = []
         self._epochs: list[dict] = []
         self._logs: list[LogLine] = []
@@ -371,21 +372,21 @@ class Job:
         return self.owner is None or owner == self.owner or is_admin(owner)
 
     def remaining_seconds(self) -> float | None:
-        """How long this running job will still take, from its own progress: the time per finished
-        epoch so far times the epochs left; None before its first epoch ends."""
+        """How long this running job will still take: the whole run's ETA from its measured rates
+        (core.progress), None while unknown."""
         with self._lock:
-            done = sum(1 for e in self._epochs if not e.get("partial"))
-            total = (self._config.epochs or 0) + (self._config.fine_tune_epochs or 0)
-            if self._state not in ("running", "stopping") or not done or not total:
+            if self._state not in ("running", "stopping"):
                 return None
-            return (time.time() - self.started) * max(0, total - done) / done
+            return self._eta_seconds(self._progress.snapshot())
 
     def snapshot(self) -> dict:
         """A consistent copy of everything the UI shows."""
         with self._lock:
+            progress = self._progress.snapshot()
             return {
                 "id": self.id, "owner": self.owner, "state": self._state, "phase": self._phase,
-                "phase_progress": self._phase_progress, "eta_seconds": self._eta_seconds,
+                "phase_progress": self._phase_progress, "eta_seconds": self._eta_seconds(progress),
+                "progress": progress,
                 "batches": list(self._batches), "epochs": list(self._epochs), "logs": list(self._logs),
                 "error": None if self._error is None else str(self._error), "error_message": self._error,
                 "run_dir": self._run_dir, "result": self._result,
@@ -412,16 +413,27 @@ class Job:
     def set_phase(self, phase: str) -> None:
         """phase: an English name marked with N_ where it is set (the dashboard translates it)."""
         with self._lock:
-            self._phase, self._phase_progress, self._eta_seconds = phase, 0.0, None
-            self._phase_started = time.time()
+            self._phase, self._phase_progress = phase, 0.0
+            self._progress.begin(phase)
         self.log(N_("Phase: {phase}"), phase=Message(phase))
 
-    def set_progress(self, done: float, total: float) -> None:
+    def plan(self, steps: list[Step]) -> None:
+        """The phases still to come (core.progress.Step), for the whole run's ETA."""
+        with self._lock:
+            self._progress.plan(steps)
+
+    def set_progress(self, done: float, total: float, items: list[str] | None = None) -> None:
+        """done of total units of the current phase; `items`: paths of the images going through now."""
         fraction = min(1.0, done / total) if total else 1.0
         with self._lock:
-            elapsed = time.time() - self._phase_started
             self._phase_progress = fraction
-            self._eta_seconds = elapsed * (1 - fraction) / fraction if fraction > 0 else None
+            self._progress.update(done, total, items)
+
+    @staticmethod
+    def _eta_seconds(progress: dict) -> float | None:
+        """The whole run's seconds left, the middle of its range (None while unknown)."""
+        eta = progress["eta_range"]
+        return None if eta is None else sum(eta) / 2
 
     def add_batch(self, record: dict) -> None:
         with self._lock:

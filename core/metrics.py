@@ -12,17 +12,22 @@ EPSILON = 1e-7  # probabilities are clipped to it before the log of the loss
 
 
 def evaluate(model, images, labels: np.ndarray, paths: list[str], classes: list[str],
-             batch_size: int = 64) -> tuple[dict, list[dict]]:
-    """(metrics, per-image predictions) on a split."""
-    probs = predict_all(model, pipeline.batch_dataset(images, labels, batch_size), len(labels))
+             batch_size: int = 64, progress=None) -> tuple[dict, list[dict]]:
+    """(metrics, per-image predictions) on a split; `progress(done, total)` after each batch."""
+    probs = predict_all(model, pipeline.batch_dataset(images, labels, batch_size), len(labels),
+                        progress and (lambda batch: progress(min(len(labels), (batch + 1) * batch_size), len(labels))))
     return metrics_from_probs(probs, labels, classes), [
         {"path": p, "true": int(t), "pred": int(np.argmax(pr)), "probs": [round(float(v), 5) for v in pr]}
         for p, t, pr in zip(paths, labels, probs)]
 
 
-def predict_all(model, dataset, n: int) -> np.ndarray:
-    """Probabilities of the first n samples of a batch_dataset, in order (it may be padded)."""
-    return np.asarray(model.predict(dataset, verbose=0))[:n].astype(np.float32)
+def predict_all(model, dataset, n: int, on_batch=None) -> np.ndarray:
+    """Probabilities of the first n samples of a batch_dataset, in order (it may be padded).
+    `on_batch(index)` is called after each batch."""
+    import keras
+
+    callbacks = [keras.callbacks.LambdaCallback(on_predict_batch_end=lambda b, logs: on_batch(b))] if on_batch else []
+    return np.asarray(model.predict(dataset, verbose=0, callbacks=callbacks))[:n].astype(np.float32)
 
 
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, n_classes: int) -> np.ndarray:

@@ -13,7 +13,7 @@ import signal
 import sys
 from dataclasses import fields, replace
 
-from core import devices
+from core import devices, feature_cache, runs
 from core.augment import FILL_MODES
 from core.jobs import (COLOR_MODES, DEFAULTS, HEADS, NETWORKS, OPTIMIZERS, RESIZE_MODES, STRATEGIES, Job,
                        TrainConfig)
@@ -81,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--memory-budget-mb", type=float, default=None,
                    help="decoded images held in memory at most; beyond it they are read from the files "
                         "batch by batch (default: TRANSFERLAB_MEMORY_BUDGET_MB, else half the available memory)")
+    p.add_argument("--clear-feature-cache", action="store_true",
+                   help="empty the base features kept across runs in RUNS_DIR/.cache/features and exit "
+                        f"(the cache holds at most {feature_cache.LIMIT_ENV} MB, default {feature_cache.DEFAULT_LIMIT_MB})")
     return p
 
 
@@ -89,7 +92,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     changed only by those)."""
     p = build_parser()
     args = p.parse_args(argv)
-    if not args.list_recipes:
+    if not (args.list_recipes or args.clear_feature_cache):
         if not args.data:
             p.error("the following arguments are required: --data")
         if not args.strategy and not args.recipe:
@@ -99,6 +102,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         action.default = argparse.SUPPRESS
     args.given = set(vars(quiet.parse_args(argv)))
     return args
+
+
+def clear_feature_cache(runs_dir: str | None) -> int:
+    """Empty the feature cache of the runs folder; says what it held."""
+    held = feature_cache.clear(runs_dir or runs.default_runs_dir())
+    print(f"Feature cache emptied: {held.entries} entries, {held.bytes / 1e6:,.1f} MB freed.")
+    return 0
 
 
 def _augment_config(args: argparse.Namespace, start: dict | None) -> dict | None:
@@ -140,6 +150,8 @@ def main(argv=None) -> int:
 
         print(recipes.listing())
         return 0
+    if args.clear_feature_cache:
+        return clear_feature_cache(args.runs_dir)
     devices.configure()
     with devices.native_stderr_silenced():
         import tensorflow  # noqa: F401  (imported here so its start-up chatter is silenced)

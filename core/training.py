@@ -14,8 +14,9 @@ the frozen base inside the model on every batch, augmentation every batch, train
 (slow: nothing is cached).
 
 `train(config, job)` is called by `Job.run` (core.jobs) in the job's thread; it reports to the job
-and writes the run folder (core.runs). Devices are chosen in core.devices, the feature cache is
-core.features, what runs inside model.fit is core.callbacks, the scores are core.metrics.
+and writes the run folder (core.runs). Devices are chosen in core.devices, the features are core.features
+(kept across runs by core.feature_cache), what runs inside model.fit is core.callbacks, the scores are
+core.metrics, the whole run's ETA is core.progress (from the plan each strategy announces).
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from core import data as data_mod
-from core import features, models, pipeline, runs
+from core import feature_cache, features, models, pipeline, runs
 from core.augment import AugmentConfig, build_augmentation
 from core.callbacks import Checkpointer, JobCallback
 from core.devices import global_batch, max_trainings, mixed_precision_helps, pick_strategy, precision_policy, \
@@ -38,6 +39,7 @@ from core.devices import global_batch, max_trainings, mixed_precision_helps, pic
 from core.jobs import Job, Stopped, TrainConfig
 from core.messages import ConfigError, Message, N_
 from core.metrics import evaluate
+from core.progress import Step
 
 CUT_CACHE_BYTES = 4 * 1024 ** 3  # above this, fine-tuning refuses: the cached cut tensors would not fit
 OPTIMIZER_CLASSES = {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop,  # core.jobs.OPTIMIZERS
@@ -67,7 +69,7 @@ def train(config: TrainConfig, job: Job) -> dict:
     # an unseeded op, which takes its seed from TensorFlow's global one when the pipeline is built.
     tf.random.set_seed(c.seed)
     job.set_phase(N_("scan"))
-    ds = data_mod.scan(c.data, c.val_fraction, c.test_fraction, c.seed)
+    ds = data_mod.scan(c.data, c.val_fraction, c.test_fraction, c.seed, progress=job.set_progress)
     job.log(N_("Dataset {root}: {summary}"), root=ds.root, summary=ds.summary())
     if c.per_class:
         total = len(ds.splits["train"])
@@ -97,20 +99,15 @@ def train(config: TrainConfig, job: Job) -> dict:
     job.log(N_("Mixed precision on; XLA {xla}.") if mixed else N_("Mixed precision off; XLA {xla}."),
             xla=acceleration["xla"])
 
-    sets = _decode_or_stream(job, c, ds)
-    if c.color_mode == "grayscale":
-        sets = {split: (pipeline.grayscale(x), y, paths) for split, (x, y, paths) in sets.items()}
-    if len(sets["train"][1]) == 0 or len(sets["validation"][1]) == 0:
-        raise data_mod.DatasetError(N_("No images could be decoded for training or validation."))
     runs.write_skipped(run_dir, [s.record() for s in ds.skipped])
     skipped_before = len(ds.skipped)
     if ds.skipped:
         job.log(N_("{n} files skipped (see skipped.json)."), n=len(ds.skipped))
+    sets = Splits(job, c, ds)
 
     augment = AugmentConfig.from_dict(c.augment_config) if c.augment else None
     n_classes = len(ds.classes)
-    smallest = min(len(sets["train"][1]), len(sets["validation"][1]))  # after decoding
-    scaled = replace(c, batch_size=global_batch(c.batch_size, replicas, smallest))  # split across replicas
+    scaled = replace(c, batch_size=acceleration["global_batch_size"])  # split across replicas
     try:
         with strategy.scope(), precision_policy(mixed):  # models are built and compiled inside
             if c.strategy == "scratch":
@@ -129,10 +126,10 @@ def train(config: TrainConfig, job: Job) -> dict:
               "skipped": len(ds.skipped), "device": device, "replicas": replicas, "mixed_precision": mixed}
     result["val_accuracy"] = read_best(run_dir).get("best_val_accuracy")
     if model is not None and runs.has_model(run_dir):
-        job.set_phase(N_("evaluate"))
         images, labels, paths = sets[result["evaluated_on"]]
+        job.set_phase(N_("evaluate"))
         best = runs.load_model(run_dir)
-        metrics, predictions = evaluate(best, images, labels, paths, ds.classes, c.batch_size)
+        metrics, predictions = evaluate(best, images, labels, paths, ds.classes, c.batch_size, job.set_progress)
         metrics["evaluated_on"] = result["evaluated_on"]
         runs.write_metrics(run_dir, metrics)
         runs.write_predictions(run_dir, predictions)
@@ -178,25 +175,61 @@ class LayerSeeds:
                 random.setstate(outside)
 
 
-def _decode_or_stream(job: Job, c: TrainConfig, ds) -> dict:
-    """{split: (images, labels, paths)}: decoded once into memory when every split fits the memory
-    budget (the fast path), else FileImages that decode from the files batch by batch."""
-    splits = [s for s in ("train", "validation", "test") if ds.splits.get(s)]
-    need = pipeline.decoded_bytes(sum(len(ds.splits[s]) for s in splits), c.image_size)
-    budget = pipeline.memory_budget(c.memory_budget_mb)
-    if need > budget:
-        job.log(N_("The decoded images would take {need} MB, over the memory budget of {budget} MB: reading them "
-                   "from the files batch by batch instead (slower epochs for scratch training; set "
-                   "--memory-budget-mb or {setting} to change the budget)."),
-                need=f"{need / 1e6:,.0f}", budget=f"{budget / 1e6:,.0f}", setting=pipeline.BUDGET_ENV)
-        return {s: pipeline.file_images(ds.splits[s], c.image_size, ds.skipped, c.resize) for s in splits}
-    job.set_phase(N_("decode"))
-    sets = {}
-    for split in splits:
-        sets[split] = pipeline.load_arrays(ds.splits[split], c.image_size, ds.skipped,
-                                           progress=job.set_progress, resize=c.resize)
-        job.check_stop()
-    return sets
+class Splits:
+    """{split: (images, labels, paths)}, each split decoded when a phase first needs it: into memory
+    when every split fits the memory budget (the fast path), else as FileImages that decode from the
+    files batch by batch. Features read from the feature cache need no decoded images at all."""
+
+    def __init__(self, job: Job, c: TrainConfig, ds):
+        self.job, self.c, self.ds = job, c, ds
+        self.names = [s for s in ("train", "validation", "test") if ds.splits.get(s)]
+        need = pipeline.decoded_bytes(sum(len(ds.splits[s]) for s in self.names), c.image_size)
+        budget = pipeline.memory_budget(c.memory_budget_mb)
+        self.stream = need > budget
+        if self.stream:
+            job.log(N_("The decoded images would take {need} MB, over the memory budget of {budget} MB: reading "
+                       "them from the files batch by batch instead (slower epochs for scratch training; set "
+                       "--memory-budget-mb or {setting} to change the budget)."),
+                    need=f"{need / 1e6:,.0f}", budget=f"{budget / 1e6:,.0f}", setting=pipeline.BUDGET_ENV)
+        self._sets: dict[str, tuple] = {}
+
+    def __contains__(self, split: str) -> bool:
+        return split in self.names
+
+    def __getitem__(self, split: str) -> tuple:
+        if split not in self._sets:
+            self._sets[split] = self._decode(split)
+        return self._sets[split]
+
+    def decoded(self, split: str) -> bool:
+        return split in self._sets or self.stream
+
+    def paths(self, split: str) -> list[str]:
+        return [p for p, _ in self.ds.splits[split]]
+
+    def labels(self, split: str) -> np.ndarray:
+        """The split's labels: of the decoded images once decoded, else of every scanned file."""
+        if split in self._sets:
+            return self._sets[split][1]
+        return np.array([label for _, label in self.ds.splits[split]], np.int32)
+
+    def _decode(self, split: str) -> tuple:
+        x, y, paths = self._decode_colour(split)
+        return (pipeline.grayscale(x), y, paths) if self.c.color_mode == "grayscale" else (x, y, paths)
+
+    def _decode_colour(self, split: str) -> tuple:
+        c, items = self.c, self.ds.splits[split]
+        if self.stream:
+            return pipeline.file_images(items, c.image_size, self.ds.skipped, c.resize)
+        self.job.set_phase(N_("decode"))
+        decoded = pipeline.load_arrays(items, c.image_size, self.ds.skipped, progress=self.job.set_progress,
+                                       resize=c.resize)
+        if split == "test":
+            return decoded  # for the evaluation, which a stop does not skip
+        self.job.check_stop()
+        if len(decoded[1]) == 0:
+            raise data_mod.DatasetError(N_("No images could be decoded for training or validation."))
+        return decoded
 
 
 def read_best(run_dir: str) -> dict:
@@ -224,6 +257,9 @@ def _train_scratch(job: Job, c: TrainConfig, sets, augment, n_classes, seeds: La
     with seeds.building():
         model = build_model(c, n_classes)
     _compile(model, c, c.optimizer, c.learning_rate)
+    steps = -(-len(sets.paths("train")) // c.batch_size)
+    job.plan(_decode_plan(sets, "train") + _decode_plan(sets, "validation")
+             + [Step(N_("train"), c.epochs * steps, "train")] + _evaluation_plan(sets))
     checkpoint, epochs = _fit_images(job, c, model, sets, augment, c.epochs, N_("train"))
     _keep_model(job, model, checkpoint)
     return model, epochs
@@ -235,8 +271,13 @@ def _train_end_to_end(job: Job, c: TrainConfig, sets, augment, n_classes, seeds:
     with seeds.building():
         model = build_model(c, n_classes)
     _compile(model, c, c.optimizer, c.learning_rate)
-    checkpoint, head_epochs = _fit_images(job, c, model, sets, augment, c.epochs, N_("head"))
     fine_tune = c.strategy == "fine-tune" and c.unfreeze > 0 and c.fine_tune_epochs > 0
+    steps = -(-len(sets.paths("train")) // c.batch_size)
+    job.plan(_decode_plan(sets, "train") + _decode_plan(sets, "validation")
+             + [Step(N_("head"), c.epochs * steps, "end-to-end")]
+             + ([Step(N_("fine-tune"), c.fine_tune_epochs * steps, "fine-tune")] if fine_tune else [])
+             + _evaluation_plan(sets))
+    checkpoint, head_epochs = _fit_images(job, c, model, sets, augment, c.epochs, N_("head"))
     if not fine_tune or job.stop_requested:
         _keep_model(job, model, checkpoint)
         return model, head_epochs
@@ -258,6 +299,7 @@ def _fit_images(job: Job, c: TrainConfig, model, sets, augment, epochs: int, pha
     checkpointer and the number of complete epochs."""
     x, y, _ = sets["train"]
     xv, yv, _ = sets["validation"]
+    steps = -(-len(y) // c.batch_size)
     train_ds = pipeline.make_tf_dataset(x, y, c.batch_size, shuffle=True, seed=c.seed,
                                         augmentation=build_augmentation(augment, c.seed) if augment else None)
     val_ds = pipeline.make_tf_dataset(xv, yv, c.batch_size)
@@ -289,8 +331,6 @@ def _train_transfer(job: Job, c: TrainConfig, sets, augment, n_classes, seeds: L
     with seeds.building():
         model = build_model(c, n_classes)
     views = c.views if augment else 1
-    x, y, _ = sets["train"]
-    xv, yv, _ = sets["validation"]
     fine_tune = c.strategy == "fine-tune" and c.unfreeze > 0 and c.fine_tune_epochs > 0
 
     # Extract: where the frozen part ends. For feature extraction the pooled features; for
@@ -299,15 +339,28 @@ def _train_transfer(job: Job, c: TrainConfig, sets, augment, n_classes, seeds: L
         models.unfreeze_top(model, c.unfreeze)
         prefix, suffix = models.cut_points(model, c.unfreeze)
         per_image = sum(int(np.prod(t.shape[1:])) for t in prefix.outputs) * 2 * (views + 0.5)
-        if per_image * len(y) > CUT_CACHE_BYTES:
+        n_train = len(sets.paths("train"))
+        if per_image * n_train > CUT_CACHE_BYTES:
             raise ConfigError(N_("Fine-tuning {layers} layers at {size} px would need {gb} GB of cached "
                                  "activations: unfreeze fewer layers, use fewer views or a smaller image size."),
-                              layers=c.unfreeze, size=c.image_size, gb=f"{per_image * len(y) / 1e9:.1f}")
+                              layers=c.unfreeze, size=c.image_size, gb=f"{per_image * n_train / 1e9:.1f}")
     else:
         prefix = models.feature_model(model)
     forward = features.compiled_forward(prefix)
-    train_cut = features.extract(job, prefix, x, views, augment, c.seed, N_("features (train)"), forward=forward)
-    val_cut = features.extract(job, prefix, xv, 1, None, c.seed, N_("features (validation)"), forward=forward)
+    cache = feature_cache.FeatureCache(c.runs_dir, log=job.log)
+    # Under mixed precision the same weights give other (float16) outputs: the output dtypes are part of the key.
+    frozen_id = feature_cache.fingerprint(prefix.get_weights(), c.base,
+                                          [(list(t.shape), str(t.dtype)) for t in prefix.outputs])
+    keys = {split: cache.key(sets.paths(split), frozen_id, c.image_size, c.resize) for split in ("train", "validation")}
+    stored = {split: cache.load(key, len(sets.paths(split))) for split, key in keys.items()}
+    steps = -(-len(sets.paths("train")) // c.batch_size)
+    job.plan(_features_plan(sets, stored, views) + [Step(N_("head"), c.epochs * steps, "head")]
+             + ([Step(N_("fine-tune"), c.fine_tune_epochs * steps, "fine-tune")] if fine_tune else [])
+             + _evaluation_plan(sets))
+    train_cut = _base_features(job, sets, "train", views, augment, c.seed, prefix, forward, cache, keys, stored)
+    val_cut = _base_features(job, sets, "validation", 1, None, c.seed, prefix, forward, cache, keys, stored)
+    y, yv = sets.labels("train"), sets.labels("validation")
+    steps = -(-len(y) // c.batch_size)  # as decoded (a file may have gone bad since the scan)
 
     # Head: trained alone, on pooled features; its best weights go into the full model.
     if fine_tune:
@@ -326,7 +379,6 @@ def _train_transfer(job: Job, c: TrainConfig, sets, augment, n_classes, seeds: L
             model.get_layer(name).set_weights(head.get_layer(name).get_weights())
 
     checkpoint = Checkpointer(job.run_dir, model, before_save=head_into_model)
-    steps = -(-len(y) // c.batch_size)
     head_epochs = _fit(job, head, features.view_dataset([train_f], y, c.batch_size, c.seed, views, True),
                        features.view_dataset([val_f], yv, c.batch_size, c.seed, 1, False), yv,
                        steps, c.epochs, N_("head"), checkpoint, weights_of=head)
@@ -349,6 +401,51 @@ def _train_transfer(job: Job, c: TrainConfig, sets, augment, n_classes, seeds: L
                         c.fine_tune_epochs, N_("fine-tune"), checkpoint2, epoch_offset=head_epochs, best=head_best)
     checkpoint2.flush()
     return model, head_epochs + tuned_epochs
+
+
+FEATURE_PHASES = {"train": N_("features (train)"), "validation": N_("features (validation)")}
+
+
+def _features_plan(sets: Splits, stored: dict, views: int) -> list[Step]:
+    """The decoding and feature phases to come: nothing to decode or compute for what the cache holds."""
+    plan = []
+    for split, n_views in (("train", views), ("validation", 1)):
+        n, cached = len(sets.paths(split)), stored[split] is not None
+        if not cached or n_views > 1:
+            plan += _decode_plan(sets, split)
+            plan.append(Step(FEATURE_PHASES[split], n * (n_views - cached), "forward"))
+        else:
+            plan.append(Step(FEATURE_PHASES[split], n, "cache"))
+    return plan
+
+
+def _decode_plan(sets: Splits, split: str) -> list[Step]:
+    return [] if sets.decoded(split) else [Step(N_("decode"), len(sets.paths(split)), "decode")]
+
+
+def _evaluation_plan(sets: Splits) -> list[Step]:
+    split = "test" if "test" in sets else "validation"
+    return _decode_plan(sets, split) + [Step(N_("evaluate"), len(sets.paths(split)), "evaluate")]
+
+
+def _base_features(job: Job, sets: Splits, split: str, views: int, augment, seed: int, prefix, forward,
+                   cache: feature_cache.FeatureCache, keys: dict, stored: dict) -> list[np.ndarray]:
+    """What the frozen part outputs for a split's images (per view): view 0 from the feature cache when
+    it holds them, else computed and stored there (when every image of the split could be read)."""
+    plain, label = stored[split], FEATURE_PHASES[split]
+    skipped = len(sets.ds.skipped)
+    images, _, paths = sets[split] if plain is None or views > 1 else (None, None, sets.paths(split))
+    if plain is not None and len(paths) != len(plain[0]):  # a file went bad since the scan: rows would not match
+        plain = None
+    if plain is not None:
+        job.log(N_("{phase}: read from the feature cache ({n} images, nothing to compute)."),
+                phase=Message(label), n=len(plain[0]))
+    out = features.extract(job, prefix, images, views, augment, seed, label, forward=forward, paths=paths,
+                           plain=plain)
+    complete = len(paths) == len(sets.paths(split)) and len(sets.ds.skipped) == skipped
+    if plain is None and complete:
+        cache.save(keys[split], [o[:, 0] if views > 1 else o for o in out])
+    return out
 
 
 def _fit(job: Job, model, train_ds, val_ds, val_labels, steps: int, epochs: int, phase: str, checkpoint,
