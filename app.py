@@ -39,13 +39,13 @@ def main() -> None:
     devices.configure()  # before any page imports TensorFlow: its log level and thread pools
     runtime.keep_keras_state()  # a training thread runs in this process (see ui/runtime.py)
     st.set_page_config(page_title="Transfer Lab", page_icon=":material/layers:", layout="wide")
-    i18n.keep_in_url()  # ?lang=ja: a refresh or a shared link opens in the same language
-    presenter.apply()   # ?present=1: larger type for a projector
-    state.owner_id()  # ?me=<token>: whose trainings are this browser's, kept across a refresh
+    state.keep_in_url()  # ?dataset=…&run=…&aug=…&lang=…&me=…&present=…: a refresh or a shared link opens where the person was
+    state.owner_id()     # ?me=<token>: whose trainings are this browser's
+    presenter.apply()    # ?present=1: larger type for a projector
     page = st.navigation(pages())
     with st.sidebar:
         i18n.language_switch()
-        presenter.switch()
+        presenter.switch(on_change=state.presenting_changed)
         dataset_panel()
         job_panel()
     run_page(page)
@@ -77,15 +77,20 @@ def server_log() -> logging.Logger:
 
 
 def dataset_panel() -> None:
-    """The dataset every page works on (scanned here first, with a progress bar, on whichever page)."""
+    """The dataset every page works on (scanned here first, with a progress bar, on whichever page).
+
+    Scanned before its name is drawn: until the scan is done the panel shows the previous dataset
+    whole, never the new name over the old summary."""
     path = state.dataset_path()
+    try:
+        ds, problem = state.current_dataset(), None
+    except data.DatasetError as e:
+        ds, problem = None, e
     st.markdown(t("**Dataset**"))
     label = t("built-in shapes sample") if state.is_sample(path) else widgets.plain(os.path.basename(path))
     st.markdown(f":material/folder: {label}")
-    try:
-        ds = state.current_dataset()
-    except data.DatasetError as e:
-        st.caption(t(":red[cannot be used: {reason}]", reason=widgets.plain(i18n.error_text(e))))
+    if problem is not None:
+        st.caption(t(":red[cannot be used: {reason}]", reason=widgets.plain(i18n.error_text(problem))))
         return
     st.caption(nt("{n} class ({names})", "{n} classes ({names})", len(ds.classes),
                   names=widgets.comma_list(widgets.plain(c) for c in ds.classes)))

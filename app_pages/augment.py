@@ -118,7 +118,11 @@ def apply_preset(config: AugmentConfig) -> None:
 
 
 def widget_value(name: str, value):
-    return bool(value) if name in FLIPS else float(value)
+    """The control's value: within the slider's range (a link's value may lie outside it)."""
+    if name in FLIPS:
+        return bool(value)
+    low, high = RANGES[name][:2]
+    return min(max(float(value), low), high)
 
 
 def variants_grid(image, config: AugmentConfig) -> None:

@@ -12,6 +12,7 @@ from ui.i18n import N_, fmt_int, t
 
 GALLERY_PER_CLASS = 6
 EXAMPLE_PATH = "/data/cats_and_dogs"  # a path, shown as it is in every language
+DOUBTED = "dataset_doubted"  # a folder asked for that does not look like a dataset, until the person answers
 SPLIT_IMAGES = {"train": N_("Train images"), "validation": N_("Validation images"), "test": N_("Test images")}
 
 
@@ -43,6 +44,7 @@ def folder_chooser() -> None:
     info.markdown(t("Current dataset: {name}", name=name))
     if rescan.button(t("Scan again"), key="rescan", help=t("Read the folder again (after adding or removing files).")):
         cache.scan_dataset.clear()
+    doubt_question()
     sample_tab, path_tab, browse_tab, recent_tab = st.tabs([t("Sample"), t("Type a path"), t("Browse"), t("Recent")])
     with sample_tab:
         sample_choice()
@@ -54,8 +56,9 @@ def folder_chooser() -> None:
         recent_choice()
 
 
-def open_folder(path: str) -> None:
-    """Make path the current dataset if it is allowed (errors shown where the user acted)."""
+def open_folder(path: str, confirmed: bool = False) -> None:
+    """Make path the current dataset if it is allowed (errors shown where the user acted); a folder
+    that does not look like a dataset is asked about first (see doubt_question)."""
     try:
         real = folders.allowed_folder(path)
     except folders.FolderNotAllowed as e:
@@ -64,9 +67,41 @@ def open_folder(path: str) -> None:
     if not os.path.isdir(real):
         st.error(t("Folder not found: {folder}", folder=widgets.plain(real)))
         return
+    if not confirmed and folder_doubts(real):
+        st.session_state[DOUBTED] = real
+        st.rerun()
     state.choose_dataset(real)
     folders.remember_folder(real, state.runs_dir())
     st.rerun()
+
+
+def folder_doubts(path: str) -> list:
+    """Why the folder does not look like a dataset (folders.doubts); [] for the sample, and for a
+    folder that cannot be used at all (the page says why once it is chosen, as before)."""
+    if state.is_sample(path):
+        return []
+    val, test, seed = state.split_settings()
+    try:
+        return folders.doubts(cache.scan_dataset(path, val, test, seed))
+    except data.DatasetError:
+        return []
+
+
+def doubt_question() -> None:
+    """"This folder doesn't look like a dataset: … Use it anyway?" for the folder just asked for."""
+    path = st.session_state.get(DOUBTED)
+    if not path:
+        return
+    reasons = "; ".join(widgets.plain(i18n.tm(r)) for r in folder_doubts(path))
+    st.warning(t("This folder doesn't look like a dataset: {reasons}. Use it anyway?", reasons=reasons)
+               + "  \n" + widgets.plain(path))
+    yes, no, _ = st.columns([1, 1, 3])
+    if yes.button(t("Use it anyway"), key="doubt_yes", width="stretch"):
+        del st.session_state[DOUBTED]
+        open_folder(path, confirmed=True)
+    if no.button(t("Cancel"), key="doubt_no", width="stretch"):
+        del st.session_state[DOUBTED]
+        st.rerun()
 
 
 def sample_choice() -> None:
@@ -79,9 +114,11 @@ def sample_choice() -> None:
 
 def typed_path() -> None:
     """A folder typed by the user, checked against the allowed data roots."""
-    typed = st.text_input(t("Folder on this server"), key="typed_path", placeholder=EXAMPLE_PATH,
-                          help=t("It must lie under: {roots}", roots=", ".join(folders.data_roots())))
-    if st.button(t("Open"), key="open_typed"):
+    with st.form("typed_path_form", border=False, enter_to_submit=True):  # Enter opens, as the button does
+        typed = st.text_input(t("Folder on this server"), key="typed_path", placeholder=EXAMPLE_PATH,
+                              help=t("It must lie under: {roots}", roots=", ".join(folders.data_roots())))
+        opened = st.form_submit_button(t("Open"), key="open_typed")
+    if opened:
         open_folder(typed)
 
 

@@ -143,7 +143,8 @@ def run_picker(runs: list[Run]) -> list[Run]:
     if not by_id:
         st.info(t("Every run is damaged (see the state column above): train a new one on the Train page."))
         return []
-    default = next((i for i, r in by_id.items() if r.metrics), next(iter(by_id)))
+    looked = state.run_looked_at()
+    default = looked if looked in by_id else next((i for i, r in by_id.items() if r.metrics), next(iter(by_id)))
     chosen = st.multiselect(t("Runs to look at"), list(by_id), default=[default], key="eval_runs",
                             format_func=lambda i: t("{run} ({state})", run=by_id[i].name, state=t(by_id[i].state)),
                             persist_state="session")
@@ -164,12 +165,16 @@ def compare_curves(chosen: list[Run]) -> None:
 
 
 def detail_picker(chosen: list[Run]) -> Run:
-    """Which of the chosen runs the test results below are about."""
-    if len(chosen) == 1:
-        return chosen[0]
+    """Which of the chosen runs the test results below are about (the run looked at, if chosen)."""
     ids = [r.id for r in chosen]
     names = {r.id: r.name for r in chosen}
-    pick = st.selectbox(t("Test results of"), ids, key="eval_detail", format_func=names.get)
+    if len(ids) > 1:
+        state.preselect_run("eval_detail", ids)
+        pick = st.selectbox(t("Test results of"), ids, key="eval_detail", format_func=names.get,
+                            on_change=state.picked_run, args=("eval_detail",))
+    else:
+        pick = ids[0]
+    state.look_at_run(pick)
     return chosen[ids.index(pick)]
 
 

@@ -39,10 +39,21 @@ FOLDER_UNREADABLE = N_("folder cannot be read ({error})")
 
 # ---------------------------------------------------------------- where files may come from
 
+APP_FOLDER = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))  # this program's own files
+
+
+def default_root() -> str:
+    """The working directory; when that is this program's own folder (`streamlit run app.py` in
+    it), the folder that holds it: the program's code, docs and runs are no dataset, a dataset
+    kept next to the program is."""
+    here = os.path.realpath(os.getcwd())
+    return os.path.dirname(here) if here == APP_FOLDER else here
+
+
 def data_roots() -> list[str]:
-    """TRANSFERLAB_DATA_ROOTS (':'-separated), default the working directory; the samples always."""
+    """TRANSFERLAB_DATA_ROOTS (':'-separated), default `default_root()`; the samples always."""
     env = os.environ.get(ROOTS_ENV, "")
-    roots = [r for r in env.split(os.pathsep) if r.strip()] or [os.getcwd()]
+    roots = [r for r in env.split(os.pathsep) if r.strip()] or [default_root()]
     # Our own generated sample is always readable, whatever the roots.
     roots.append(default_samples_dir())
     out = []

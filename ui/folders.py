@@ -8,11 +8,15 @@ import os
 
 from core import data, images
 from core.files import read_json, write_json
-from core.messages import N_, Explained
+from core.messages import N_, Explained, Message
 from core.runs import default_runs_dir
 
 RECENT_FILE = "recent_datasets.json"  # kept in the runs folder: the one place the app writes
 RECENT_MAX = 10
+# Subfolder names of a program, not of a dataset's classes (compared in lower case).
+PROGRAM_FOLDERS = {".git", "__pycache__", ".venv", "venv", "node_modules", "site-packages", "app_pages", "assets",
+                   "bench", "bin", "build", "core", "dist", "docs", "lib", "runs", "samples", "scripts", "src",
+                   "tests", "ui"}
 
 # Where the server may read: core.data owns the rule (the scan and Predict check every file by it).
 data_roots = data.data_roots
@@ -43,6 +47,24 @@ def allowed_folder(path: str, roots: list[str] | None = None) -> str:
                "one of them, or restart the app with TRANSFERLAB_DATA_ROOTS set to include it."),
             folder=shown, roots=", ".join(roots))
     return real
+
+
+def doubts(ds: data.Dataset) -> list[Message]:
+    """Why a scanned folder does not look like a dataset (this program's own folder, class folders
+    named like a program's, most files unusable); [] when it does. The Dataset page asks before
+    using such a folder."""
+    reasons = []
+    if ds.root == data.APP_FOLDER:
+        reasons.append(Message(N_("it is the folder of this program")))
+    odd = [c for c in ds.classes if c.lower() in PROGRAM_FOLDERS]
+    if odd:
+        reasons.append(Message(N_("its subfolders {names} look like a program's folders, not classes"),
+                               {"names": ", ".join(odd)}))
+    usable = sum(len(items) for items in ds.splits.values())
+    if len(ds.skipped) > usable:
+        reasons.append(Message(N_("{skipped} of its {total} files cannot be used"),
+                               {"skipped": len(ds.skipped), "total": len(ds.skipped) + usable}))
+    return reasons
 
 
 def subfolders(path: str) -> list[str]:

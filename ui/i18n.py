@@ -10,8 +10,9 @@ Every sentence a user reads is written in English in the code, wrapped in `t()`:
 translators' tools open) and fills the named placeholders after translating, so a translation
 may reorder them. English is the source language and needs no catalog.
 
-The language comes from the URL (`?lang=ja`), so a refresh keeps it and a shared link opens in
-it; without one, from the browser's language; English otherwise. `scripts/i18n.sh` extracts the
+The language comes from the URL (`?lang=ja`, kept there by ui.state.keep_in_url with the other
+choices), so a refresh keeps it and a shared link opens in it; without one, from the browser's
+language; English otherwise. `scripts/i18n.sh` extracts the
 sentences from the code into the template and updates the catalogs (see README, "Languages").
 """
 from __future__ import annotations
@@ -86,13 +87,6 @@ def _browser_locale() -> str | None:
         return st.context.locale
     except Exception:  # noqa: BLE001  no browser (a test harness): the default language
         return None
-
-
-def keep_in_url() -> None:
-    """Put the language in the URL (navigation drops query parameters): a refresh keeps it."""
-    lang = language()
-    if st.query_params.get(PARAM) != lang:
-        st.query_params[PARAM] = lang
 
 
 def language_switch() -> None:

@@ -61,8 +61,10 @@ def run_picker() -> Run | None:
         return None
     by_id = {r.id: r for r in runs}
     _forget_if_not_in(RUN, by_id)
+    state.preselect_run(RUN, by_id)
     pick = st.selectbox(t("Trained run"), list(by_id), key=RUN, persist_state="session",
-                        format_func=lambda i: run_label(by_id[i]))
+                        format_func=lambda i: run_label(by_id[i]), on_change=state.picked_run, args=(RUN,))
+    state.look_at_run(pick)
     problem = model_problem(by_id[pick])
     if problem:
         st.error(problem)
@@ -220,6 +222,7 @@ def _forget_if_not_in(key: str, options) -> None:
 def open_in_inspect(run: Run, path: str) -> None:
     """Show this run and this image on the Inspect page."""
     st.session_state[RUN] = run.id
+    state.look_at_run(run.id)
     st.session_state[INSPECT_SOURCE] = "dataset"
     st.session_state[INSPECT_MISTAKES] = False
     st.session_state[INSPECT_IMAGE] = path

@@ -3,7 +3,7 @@
 Larger type everywhere (Streamlit sizes in rem, so one root font size scales text, widgets and
 spacing), larger chart labels, fewer and so larger images per row, and each page's explanation
 folded under its title so the result comes first. Kept in the URL like the language: a refresh or
-a shared link opens in the same mode.
+a shared link opens in the same mode (ui.state keeps ?present=1 with the other choices).
 """
 from __future__ import annotations
 
@@ -24,31 +24,19 @@ html {{ font-size: {ROOT_FONT_PX}px; }}
 
 
 def on() -> bool:
-    """Whether this session presents: the URL says so first (a refresh), then the sidebar toggle."""
-    if KEY not in st.session_state:
-        st.session_state[KEY] = st.query_params.get(PARAM) == "1"
-    return bool(st.session_state[KEY])
-
-
-def keep_in_url() -> None:
-    """?present=1 while presenting, nothing otherwise (navigation drops query parameters)."""
-    if on():
-        if st.query_params.get(PARAM) != "1":
-            st.query_params[PARAM] = "1"
-    elif PARAM in st.query_params:
-        del st.query_params[PARAM]
+    """Whether this session presents (the sidebar toggle; ui.state.keep_in_url adopts ?present=1)."""
+    return bool(st.session_state.get(KEY))
 
 
 def apply() -> None:
     """The presenter's style sheet, on every page while presenting."""
-    keep_in_url()
     if on():
         st.html(STYLE)
 
 
-def switch() -> None:
-    """The sidebar toggle."""
-    st.toggle(t("Presenter mode"), key=KEY, help=t(
+def switch(on_change) -> None:
+    """The sidebar toggle; on_change puts the new state in the URL (ui.state.presenting_changed)."""
+    st.toggle(t("Presenter mode"), key=KEY, on_change=on_change, help=t(
         "Larger type and charts for a projector, fewer and larger images per row, and each page's "
         "explanation folded under its title. The address keeps it: share or refresh it."))
 

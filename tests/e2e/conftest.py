@@ -58,9 +58,10 @@ def server_dir(tmp_path_factory) -> Path:
 def app_url(server_dir):
     """Start the dashboard on a free port; stop it (and its process group) at the end."""
     port = free_port()
+    (server_dir / "data").mkdir(exist_ok=True)  # the one data root: the tests' generated datasets go there
     env = {**os.environ, "TRANSFERLAB_RUNS_DIR": str(server_dir / "runs"),
-           "TRANSFERLAB_SAMPLES_DIR": str(server_dir / "samples"), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    env.pop("TRANSFERLAB_DATA_ROOTS", None)
+           "TRANSFERLAB_SAMPLES_DIR": str(server_dir / "samples"), "TRANSFERLAB_DATA_ROOTS": str(server_dir / "data"),
+           "TF_CPP_MIN_LOG_LEVEL": "2"}
     if SHARED_WEIGHTS.is_dir():
         env["KERAS_HOME"] = str(SHARED_WEIGHTS)
     log = server_dir / "streamlit.log"
