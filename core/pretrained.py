@@ -190,7 +190,6 @@ DEMO_PHOTOS = (
     ("chelsea.jpg", N_("Cat")),
     ("coffee.jpg", N_("Coffee cup")),
     ("rocket.jpg", N_("Rocket")),
-    ("motorcycle.jpg", N_("Motorcycle")),
     ("astronaut.jpg", N_("Astronaut")),
 )
 
