@@ -19,9 +19,10 @@ from core import pretrained
 
 from apptest_helpers import APP, assert_clean, isolate_app, open_app, texts  # noqa: E402
 
-pytestmark = [pytest.mark.timeout(300),
+pytestmark = [pytest.mark.timeout(900),
               pytest.mark.skipif(pretrained.availability("mobilenet_v2") is not None,
                                  reason="MobileNetV2's ImageNet weights are not in KERAS_HOME")]
+TIMEOUT = 300  # s per script run: a first gradient through MobileNetV2 is traced, on two busy cores
 CAT_CLASSES = {"tabby", "tiger cat", "Egyptian cat", "Persian cat"}
 
 
@@ -38,7 +39,8 @@ def env(tmp_path, samples_dir, monkeypatch):
 
 def pretrained_page(page: str) -> AppTest:
     """The page with the pretrained classifier chosen as its model."""
-    at = open_app(page)
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at.switch_page(f"app_pages/{page}.py").run()
     at.radio(key="inside_source").set_value("pretrained").run()
     assert_clean(at)
     return at
@@ -169,8 +171,17 @@ def test_visualize_targeted_attack_and_filter_patterns(env):
 
 # ---------------------------------------------------------------- Japanese
 
-def test_each_page_opens_in_japanese_on_the_pretrained_classifier(env):
-    at = AppTest.from_file(APP, default_timeout=180)
+@pytest.mark.slow
+def test_each_page_opens_in_japanese_on_the_pretrained_classifier(env, monkeypatch):
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    from ui import i18n
+
+    # AppTest calls a widget's format_func in the test's own thread, where there is no ?lang (as in
+    # test_i18n): there, the language is the one under test.
+    in_app = i18n.language
+    monkeypatch.setattr(i18n, "language", lambda: in_app() if get_script_run_ctx() else "ja")
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.query_params["lang"] = "ja"
     at.run()
     for page, title in (("predict", "予測"), ("inspect", "モデルの中身"), ("visualize", "可視化")):

@@ -164,10 +164,11 @@ def image_picker(subject, key: str) -> Picked | None:
     records = results.predictions(subject.run) if subject.run else []
     where = (subject.run.metrics or {}).get("evaluated_on", "test") if subject.run else "test"
     labels = {**SOURCE_LABELS, "dataset": SPLIT_IMAGES[where]}
+    samples = ["sample"] if demo_images() else []
     if subject.run:
-        sources = ["dataset", "upload", "sample"] if records else ["upload", "sample"]
+        sources = (["dataset"] if records else []) + ["upload"] + samples
     else:
-        sources = ["sample", "dataset_files", "upload"]
+        sources = samples + ["dataset_files", "upload"]
     _forget_if_not_in(f"{key}_source", sources)
     source = st.radio(t("Image"), sources, format_func=lambda s: t(labels[s]), horizontal=True, key=f"{key}_source")
     if source == "upload":
@@ -210,9 +211,6 @@ def _file(subject, path: str, true: int | None = None) -> Picked | None:
 def _sample(subject, key: str) -> Picked | None:
     """One of the photos that ship with Transfer Lab (assets/demo)."""
     photos = dict(demo_images())
-    if not photos:
-        st.caption(t("No sample images are installed."))
-        return None
     _forget_if_not_in(f"{key}_sample", photos)
     name = st.selectbox(t("Sample image"), list(photos), key=f"{key}_sample", format_func=t)
     picked = _file(subject, photos[name])
