@@ -1,4 +1,5 @@
-"""Predict: a trained model on new images (uploaded, or a whole folder to a CSV), and its export."""
+"""Predict: a trained model on new images (uploaded, or a whole folder to a CSV), and its export; or
+pretrained ImageNet classifiers, side by side, on one image."""
 from __future__ import annotations
 
 import json
@@ -10,6 +11,7 @@ import streamlit as st
 from core import export, images, predict
 from core.runs import Run
 from ui import folders, inside, predictor, widgets
+from ui import subject as subjects
 from ui.i18n import N_, error_text, fmt_int, fmt_num, fmt_pct, nt, t, tm
 from ui.upload import IMAGE_UPLOAD_MB
 
@@ -22,22 +24,62 @@ ROW_HEADERS = {"path": N_("path"), "predicted": N_("predicted"), "confidence": N
 FOLDER_RESULT = "predict_folder_result"
 EXPORT_RESULT = "predict_export_result"
 EXPORT_ASKED = "predict_export_asked"  # the run shown when Export was clicked
+TOP = 5  # classes shown per pretrained classifier
 
 
 def main() -> None:
     widgets.page_intro(t("Predict"), t(
         "A trained model at work on images it has never seen: upload a few, or classify a whole folder "
         "on the server and download the answers as a CSV. Every image is cropped and resized exactly as "
-        "the run's training images were. Export the model to use it outside Transfer Lab."))
-    run = inside.run_picker()
-    if run is None:
+        "the run's training images were. Export the model to use it outside Transfer Lab. A pretrained "
+        "ImageNet classifier needs no run: it names the 1,000 classes it knows in any photo."))
+    subject = subjects.picker()
+    if subject is None:
         return
-    uploads_panel(run)
-    folder_panel(run)
-    export_panel(run)
+    if subject.pretrained:
+        top_classes_panel(subject)
+        return
+    uploads_panel(subject)
+    folder_panel(subject)
+    export_panel(subject.run)
 
 
-def uploads_panel(run: Run) -> None:
+def top_classes_panel(subject: subjects.Subject) -> None:
+    """One image, the top classes of each chosen pretrained classifier side by side."""
+    inside.panel(t("Top-5 ImageNet classes"), t(
+        "A classifier trained on ImageNet answers with a probability for each of its 1,000 classes; here "
+        "are its five best guesses. Put several classifiers side by side: they often agree on the first "
+        "guess and differ on the others."))
+    picked = inside.image_picker(subject, "predict_pretrained")
+    if picked is None:
+        return
+    available = subjects.available_classifiers()
+    chosen = st.multiselect(t("Classifiers side by side"), available, default=[subject.key],
+                            key=f"predict_compare_{subject.key}", format_func=subjects.classifier_choice,
+                            help=t("Only the classifiers whose weights are on this server are offered."))
+    cols = st.columns([1] + [1] * max(1, len(chosen)), gap="medium")
+    cols[0].image(picked.image, caption=widgets.plain(picked.name), width="stretch")
+    for col, key in zip(cols[1:], chosen):
+        with col:
+            top_classes_table(subjects.of_classifier(key), picked)
+
+
+def top_classes_table(subject: subjects.Subject, picked: inside.Picked) -> None:
+    """A classifier's name and its top classes with their probabilities."""
+    st.markdown(f"**{subject.name}**")
+    try:
+        top = predictor.top_classes(subject, picked, TOP)
+    except (ValueError, OSError) as e:
+        st.error(t("{name} cannot be used: {why}.", name=widgets.plain(picked.name), why=widgets.plain(error_text(e))))
+        return
+    table = pd.DataFrame({"class": [name for _, name, _ in top], "probability": [p for _, _, p in top]})
+    st.dataframe(table, hide_index=True, key=f"predict_top_{subject.key}", column_config={
+        "class": st.column_config.Column(t("Class")),
+        "probability": st.column_config.ProgressColumn(t("probability"), format="percent", min_value=0.0,
+                                                       max_value=1.0)})
+
+
+def uploads_panel(subject: subjects.Subject) -> None:
     """Uploaded images: a thumbnail with the predicted class each, and the table of probabilities."""
     inside.panel(t("Your images"), t(
         "Each image gets the class with the highest probability; the table has the probability of every "
@@ -48,7 +90,7 @@ def uploads_panel(run: Run) -> None:
         st.caption(t("Choose one or several photos."))
         return
     contents = [(f.name, f.getvalue()) for f in files]
-    rows = predictor.predict_uploads(run, contents)
+    rows = predictor.predict_uploads(subject, contents)
     for r in rows:
         if r["error"]:
             st.error(t("{name} cannot be used: {why}.", name=widgets.plain(r["path"]), why=widgets.plain(tm(r["error"]))))
@@ -61,10 +103,10 @@ def uploads_panel(run: Run) -> None:
     if len(good) > GALLERY_MAX:
         st.caption(t("The first {shown} of {n} images; the table has them all.", shown=fmt_int(GALLERY_MAX),
                      n=fmt_int(len(good))))
-    rows_table(rows, inside.classes(run), "predict_uploads_table")
+    rows_table(rows, list(subject.classes), "predict_uploads_table")
 
 
-def folder_panel(run: Run) -> None:
+def folder_panel(subject: subjects.Subject) -> None:
     """Every image of a folder on the server (subfolders too), as a table and a CSV download."""
     inside.panel(t("A folder on the server"), t(
         "Every file in the folder and its subfolders is classified, or listed with the reason it cannot "
@@ -74,13 +116,13 @@ def folder_panel(run: Run) -> None:
     typed = left.text_input(t("Folder on this server"), key="predict_folder", placeholder=FOLDER_EXAMPLE,
                             help=t("It must lie under: {folders}", folders=", ".join(folders.data_roots())))
     if right.button(t("Predict the folder"), key="predict_folder_go", width="stretch"):
-        predict_folder(run, typed)
+        predict_folder(subject, typed)
     result = st.session_state.get(FOLDER_RESULT)
-    if result and result["run"] == run.id:
-        folder_result(run, result)
+    if result and result["run"] == subject.id:
+        folder_result(subject, result)
 
 
-def predict_folder(run: Run, typed: str) -> None:
+def predict_folder(subject: subjects.Subject, typed: str) -> None:
     """Check the folder against the data roots, classify it with a progress bar, keep the rows."""
     try:
         folder = folders.allowed_folder(typed)
@@ -93,18 +135,18 @@ def predict_folder(run: Run, typed: str) -> None:
         bar.progress(done / total, text=t("{done} of {total} files", done=fmt_int(done), total=fmt_int(total)))
 
     try:
-        rows = predict.predict_folder(predictor.predictor(run), folder, within=folders.data_roots(), progress=progress)
+        rows = predict.predict_folder(predictor.predictor(subject), folder, within=folders.data_roots(), progress=progress)
     except predict.PredictError as e:
         st.error(widgets.plain(error_text(e)))
         return
     finally:
         bar.empty()
-    st.session_state[FOLDER_RESULT] = {"run": run.id, "folder": folder, "rows": rows}
+    st.session_state[FOLDER_RESULT] = {"run": subject.id, "folder": folder, "rows": rows}
 
 
-def folder_result(run: Run, result: dict) -> None:
+def folder_result(subject: subjects.Subject, result: dict) -> None:
     """The counts per class, the rows, and the CSV."""
-    rows, classes = result["rows"], inside.classes(run)
+    rows, classes = result["rows"], list(subject.classes)
     s = predict.summary(rows, classes)
     counts = ", ".join(f"{widgets.plain(c)} {fmt_int(n)}" for c, n in s["counts"].items())
     names = {"folder": widgets.plain(result["folder"]), "counts": counts}
@@ -115,8 +157,8 @@ def folder_result(run: Run, result: dict) -> None:
     else:
         st.markdown(nt("**{folder}** — {n} file: {counts}", "**{folder}** — {n} files: {counts}", s["images"], **names))
     rows_table(rows, classes, "predict_folder_table")
-    name = f"{images.display_name(os.path.basename(result['folder'])) or 'folder'}-{run.id}.csv"
-    st.download_button(t("Download the CSV"), predict.to_csv(rows, predictor.predictor(run).columns()),
+    name = f"{images.display_name(os.path.basename(result['folder'])) or 'folder'}-{subject.id}.csv"
+    st.download_button(t("Download the CSV"), predict.to_csv(rows, predictor.predictor(subject).columns()),
                        file_name=name, mime="text/csv", key="predict_folder_csv", icon=":material/download:")
 
 

@@ -1,14 +1,17 @@
 """What the Inspect, Visualize and Predict pages share (and Evaluate's Grad-CAM gallery): the trained
-run and its model, the image to look at, and the explanations (cached). Long optimizations with a
+run and its model, the image to look at, and the explanations (cached). The model a page looks at is a
+ui.subject.Subject: a trained run or a pretrained ImageNet classifier. Long optimizations with a
 progress bar and a Cancel button are ui.long_task's.
 
-Only calls into core/ (runs, data, explain, visualize, adversarial): no TensorFlow code here.
-Everything cached is keyed on a model reference `(run folder, time model.keras was saved)`: a model
-that a running training saves again is read again, and its explanations are computed again.
+Only calls into core/ (runs, data, explain, visualize, adversarial, pretrained): no TensorFlow code here.
+Everything cached is keyed on a model reference: `(run folder, time model.keras was saved)` for a run
+(a model that a running training saves again is read again, and its explanations are computed again),
+`(PRETRAINED, classifier key)` for a pretrained classifier.
 """
 from __future__ import annotations
 
 import functools
+import io
 import os
 from dataclasses import dataclass
 
@@ -25,6 +28,9 @@ from ui.i18n import N_, fmt_pct, nt, t
 from ui.upload import IMAGE_UPLOAD_MB
 
 RUN = "inside_run"            # the run Inspect, Visualize and Predict look at: one choice for all three
+SOURCE = "inside_source"      # a trained run or a pretrained classifier (ui.subject): one choice for all three
+CLASSIFIER = "inside_pretrained"  # which pretrained classifier
+PRETRAINED = "pretrained"     # the first item of a pretrained classifier's model reference
 INSPECT_IMAGE = "inspect_image"  # Inspect's image picker keys (Evaluate preselects them)
 INSPECT_SOURCE = "inspect_source"
 INSPECT_MISTAKES = "inspect_mistakes"
@@ -32,6 +38,8 @@ UPLOAD_TYPES = sorted(e.lstrip(".") for e in images.IMAGE_EXTENSIONS)
 # The split a run was evaluated on, as the image picker offers it and as the run picker scores it.
 SPLIT_IMAGES = {"test": N_("The run's test images"), "validation": N_("The run's validation images")}
 SPLIT_ACCURACY = {"test": N_("test {accuracy}"), "validation": N_("validation {accuracy}")}
+SOURCE_LABELS = {"sample": N_("Sample images"), "dataset_files": N_("The dataset's images"), "upload": N_("Upload one")}
+DATASET_LISTED = 500  # images of the current dataset offered to a pretrained classifier
 
 
 @dataclass(frozen=True)
@@ -40,6 +48,7 @@ class Picked:
     image: np.ndarray          # uint8 (S, S, 3) at the run's image size, decoded as training decodes
     name: str
     true: int | None = None    # the true class when the image comes from the run's dataset
+    origin: str | bytes | None = None  # its file (path) or uploaded content: to decode it at another size
 
 
 # ---------------------------------------------------------------- the run and its model
@@ -65,7 +74,7 @@ def run_picker() -> Run | None:
     pick = st.selectbox(t("Trained run"), list(by_id), key=RUN, persist_state="session",
                         format_func=lambda i: run_label(by_id[i]), on_change=state.picked_run, args=(RUN,))
     state.look_at_run(pick)
-    problem = model_problem(by_id[pick])
+    problem = model_problem_of(model_ref(by_id[pick]))
     if problem:
         st.error(problem)
         return None
@@ -74,11 +83,18 @@ def run_picker() -> Run | None:
 
 def model_problem(run: Run) -> str | None:
     """Why the run's model cannot be loaded (damaged, or code that safe mode refuses); None if it can."""
+    return model_problem_of(model_ref(run))
+
+
+def model_problem_of(ref: tuple) -> str | None:
+    """Why this model cannot be loaded (a damaged run, code that safe mode refuses, weights that
+    cannot be read); None if it can."""
+    from core.backbones import WeightsUnavailable
     from core.runs import ModelUnavailable
 
     try:
-        model(model_ref(run))
-    except (ModelUnavailable, OSError) as e:
+        model(ref)
+    except (ModelUnavailable, WeightsUnavailable, OSError, ValueError) as e:
         return i18n.error_text(e)
     return None
 
@@ -121,9 +137,19 @@ def _load_model(run_dir: str, saved_at: float):
     return load_model(run_dir)
 
 
+@st.cache_resource(show_spinner=False, max_entries=6)
+def _load_pretrained(key: str):
+    from core import pretrained
+
+    return pretrained.load(key)
+
+
 @spinning(N_("Loading the model…"))
-def model(ref: tuple[str, float]):
-    """The run's Keras model, loaded once per server (shared by every session)."""
+def model(ref: tuple):
+    """The Keras model of a run or of a pretrained classifier, loaded once per server (shared by
+    every session)."""
+    if ref[0] == PRETRAINED:
+        return _load_pretrained(ref[1])
     return _load_model(*ref)
 
 
@@ -136,10 +162,6 @@ def layer_summary(ref: tuple[str, float]) -> tuple[list[dict], int, int]:
     return summary_rows(loaded), *parameter_counts(loaded)
 
 
-def classes(run: Run) -> list[str]:
-    return list(run.config["classes"])
-
-
 def image_size(run: Run) -> tuple[int, str]:
     """(pixels, resize mode) the run was trained with: every image is decoded the same way."""
     return int(run.config["image_size"]), run.config.get("resize", "crop")
@@ -147,17 +169,32 @@ def image_size(run: Run) -> tuple[int, str]:
 
 # ---------------------------------------------------------------- the image
 
-def image_picker(run: Run, key: str) -> Picked | None:
-    """An image of the run's test (or validation) split, or an uploaded one, at the run's size."""
-    records = results.predictions(run)
-    names = classes(run)
-    where = (run.metrics or {}).get("evaluated_on", "test")
-    sources = ["dataset", "upload"] if records else ["upload"]
-    labels = {"dataset": SPLIT_IMAGES[where], "upload": N_("Upload one")}
+def image_picker(subject, key: str) -> Picked | None:
+    """The image to look at, at the subject's size: for a run, one of its test (or validation)
+    images; for a pretrained classifier, one of the current dataset's; or a sample photo, or an
+    uploaded one."""
+    records = results.predictions(subject.run) if subject.run else []
+    where = (subject.run.metrics or {}).get("evaluated_on", "test") if subject.run else "test"
+    labels = {**SOURCE_LABELS, "dataset": SPLIT_IMAGES[where]}
+    samples = ["sample"] if demo_images() else []
+    if subject.run:
+        sources = (["dataset"] if records else []) + ["upload"] + samples
+    else:
+        sources = samples + ["dataset_files", "upload"]
     _forget_if_not_in(f"{key}_source", sources)
     source = st.radio(t("Image"), sources, format_func=lambda s: t(labels[s]), horizontal=True, key=f"{key}_source")
     if source == "upload":
-        return _uploaded(run, key)
+        return _uploaded(subject, key)
+    if source == "sample":
+        return _sample(subject, key)
+    if source == "dataset_files":
+        return _dataset_file(subject, key)
+    return _run_record(subject, key, records)
+
+
+def _run_record(subject, key: str, records: list[dict]) -> Picked | None:
+    """One of the run's evaluated images, optionally only the mistakes."""
+    names = list(subject.classes)
     left, right = st.columns([1, 3], vertical_alignment="bottom")
     mistakes = left.toggle(t("Mistakes only"), key=f"{key}_mistakes",
                            help=t("Only the images the model got wrong."))
@@ -169,29 +206,82 @@ def image_picker(run: Run, key: str) -> Picked | None:
     _forget_if_not_in(f"{key}_image", by_path)
     path = right.selectbox(nt("{n} image", "{n} images", len(shown)), list(by_path), key=f"{key}_image",
                            format_func=lambda p: record_label(by_path[p], names))
-    size, resize = image_size(run)
+    return _file(subject, path, by_path[path]["true"])
+
+
+def _file(subject, path: str, true: int | None = None) -> Picked | None:
+    """An image file on the server at the subject's size; None (and why) when it cannot be read."""
     try:
-        image = run_image(path, size, resize)
+        image = run_image(path, subject.size, subject.resize)
     except (ValueError, OSError) as e:
         st.error(t("{path} cannot be read any more: {why}.", path=widgets.plain(path),
                    why=widgets.plain(i18n.error_text(e))))
         return None
-    return Picked(image, images.display_name(os.path.basename(path)), by_path[path]["true"])
+    return Picked(image, images.display_name(os.path.basename(path)), true, origin=path)
 
 
-def _uploaded(run: Run, key: str) -> Picked | None:
+def _sample(subject, key: str) -> Picked | None:
+    """One of the photos that ship with Transfer Lab (assets/demo)."""
+    photos = dict(demo_images())
+    _forget_if_not_in(f"{key}_sample", photos)
+    name = st.selectbox(t("Sample image"), list(photos), key=f"{key}_sample", format_func=t)
+    picked = _file(subject, photos[name])
+    return picked and Picked(picked.image, t(name), origin=picked.origin)
+
+
+def _dataset_file(subject, key: str) -> Picked | None:
+    """One image of the dataset chosen on the Dataset page (its class is shown, not used: the
+    classifier's classes are not the dataset's)."""
+    try:
+        dataset = state.current_dataset()
+    except ValueError as e:
+        st.error(widgets.plain(i18n.error_text(e)))
+        return None
+    items = [item for split in dataset.splits.values() for item in split][:DATASET_LISTED]
+    if not items:
+        st.caption(t("The dataset has no images."))
+        return None
+    by_path = dict(items)
+    _forget_if_not_in(f"{key}_dataset_image", by_path)
+    path = st.selectbox(nt("{n} image", "{n} images", len(items)), list(by_path), key=f"{key}_dataset_image",
+                        format_func=lambda p: t("{image} — {true}", image=images.display_name(os.path.basename(p)),
+                                                true=dataset.classes[by_path[p]]))
+    return _file(subject, path)
+
+
+@st.cache_data(show_spinner=False)
+def demo_images() -> list[tuple[str, str]]:
+    """[(name, path)] of the sample photos."""
+    from core import pretrained
+
+    return list(pretrained.demo_images())
+
+
+def _uploaded(subject, key: str) -> Picked | None:
     upload = st.file_uploader(t("An image file"), type=UPLOAD_TYPES, key=f"{key}_upload",
                               max_upload_size=IMAGE_UPLOAD_MB)
     if upload is None:
-        st.caption(t("Choose a photo: it is cropped and resized the way this run's training images were."))
+        st.caption(t("Choose a photo: it is cropped and resized the way this run's training images were.")
+                   if subject.run else t("Choose a photo: it is cropped to a square and resized to the "
+                                         "classifier's input."))
         return None
-    size, resize = image_size(run)
+    content = upload.getvalue()
     try:
-        return Picked(images.load_image(upload, size, resize), upload.name)
+        return Picked(images.load_image(io.BytesIO(content), subject.size, subject.resize), upload.name,
+                      origin=content)
     except ValueError as e:
         st.error(t("{name} cannot be used: {why}.", name=widgets.plain(upload.name),
                    why=widgets.plain(i18n.error_text(e))))
         return None
+
+
+def picked_at(picked: Picked, size: int, resize: str) -> np.ndarray:
+    """The picked image decoded again at another model's size (raises ValueError / OSError)."""
+    if picked.image.shape[0] == size or picked.origin is None:
+        return picked.image
+    if isinstance(picked.origin, bytes):
+        return images.load_image(io.BytesIO(picked.origin), size, resize)
+    return run_image(picked.origin, size, resize)
 
 
 def record_label(record: dict, names: list[str]) -> str:
@@ -221,6 +311,7 @@ def _forget_if_not_in(key: str, options) -> None:
 
 def open_in_inspect(run: Run, path: str) -> None:
     """Show this run and this image on the Inspect page."""
+    st.session_state[SOURCE] = "run"
     st.session_state[RUN] = run.id
     state.look_at_run(run.id)
     st.session_state[INSPECT_SOURCE] = "dataset"
@@ -250,6 +341,11 @@ def probabilities(ref, image: np.ndarray) -> np.ndarray:
     from core import explain
 
     return explain.probabilities(model(ref), image)
+
+
+def top_indices(probs, k: int) -> list[int]:
+    """The k most probable classes, most probable first."""
+    return [int(i) for i in np.argsort(np.asarray(probs))[::-1][:k]]
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -344,12 +440,22 @@ def filter_pattern(ref, layer: str, index: int, steps: int, on_step=None):
     return visualize.filter_pattern(model(ref), layer, index, steps=steps, on_step=on_step)
 
 
-def ideal_class_image(ref, class_index: int, steps: int, on_step=None):
+def ideal_class_image(ref, class_index: int, steps: int, on_step=None, *, lr: float = 6.0, tv_weight: float = 0.3,
+                      jitter: int = 8, l2_weight: float = 0.0):
     """What the model thinks the class looks like, a core.visualize.Maximized (its value: the
-    class's probability on the image), reporting to on_step(step, steps, image, probability)."""
+    class's probability on the image), reporting to on_step(step, steps, image, probability). The
+    regularization: total variation and L2 weights, jitter in pixels (all 0: plain gradient ascent)."""
     from core import visualize
 
-    return visualize.ideal_class_image(model(ref), class_index, steps=steps, on_step=on_step)
+    return visualize.ideal_class_image(model(ref), class_index, steps=steps, on_step=on_step, lr=lr,
+                                       tv_weight=tv_weight, jitter=jitter, l2_weight=l2_weight)
+
+
+def roughness(image: np.ndarray) -> float:
+    """core.visualize.total_variation: 0 for a flat image, higher the noisier."""
+    from core import visualize
+
+    return visualize.total_variation(image)
 
 
 def accuracy_vs_epsilon(ref, images: np.ndarray, labels: np.ndarray, epsilons, on_step=None,

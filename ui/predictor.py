@@ -1,7 +1,8 @@
-"""The Predict page's pieces that touch the engine: the run's model as a core.predict.Predictor,
+"""The Predict page's pieces that touch the engine: the model of a ui.subject.Subject (a run or a
+pretrained classifier) as a core.predict.Predictor, the top classes of one image,
 predictions of uploaded files (cached by their content), their thumbnails, and downloads of an
 export. No TensorFlow here: core.predict and core.export do the work; the model comes from
-ui.inside's cache, keyed on (run folder, time model.keras was saved).
+ui.inside's cache, keyed on the subject's model reference.
 """
 from __future__ import annotations
 
@@ -12,26 +13,30 @@ import numpy as np
 import streamlit as st
 
 from core import export, images, predict
-from core.runs import Run
 from ui import inside
 from ui.i18n import t
 
 THUMBNAIL = 112
 
 
-def predictor(run: Run) -> predict.Predictor:
-    """The run's model (loaded once per server) with its classes, image size and resize mode."""
-    size, resize = inside.image_size(run)
-    return predict.Predictor(inside.model(inside.model_ref(run)), inside.classes(run), size, resize)
+def predictor(subject) -> predict.Predictor:
+    """The subject's model (loaded once per server) with its classes, image size and resize mode."""
+    return predict.Predictor(inside.model(subject.ref), list(subject.classes), subject.size, subject.resize)
 
 
-def predict_uploads(run: Run, files: list[tuple[str, bytes]]) -> list[dict]:
+def predict_uploads(subject, files: list[tuple[str, bytes]]) -> list[dict]:
     """One row per uploaded file (core.predict's columns), cached by the files' content."""
-    size, resize = inside.image_size(run)
     # The spinner is here, not in the cache's decorator, whose text is fixed when the module loads:
     # it is in the session's language. It shows only if the answer is not cached (after half a second).
     with st.spinner(t("Predicting…")):
-        return _predict_uploads(inside.model_ref(run), tuple(inside.classes(run)), size, resize, tuple(files))
+        return _predict_uploads(subject.ref, subject.classes, subject.size, subject.resize, tuple(files))
+
+
+def top_classes(subject, picked: inside.Picked, k: int = 5) -> list[tuple[int, str, float]]:
+    """The k most probable classes of the subject's model on the picked image, decoded at the
+    model's own size: [(index, name, probability)], most probable first."""
+    probs = inside.probabilities(subject.ref, inside.picked_at(picked, subject.size, subject.resize))
+    return [(i, subject.classes[i], float(probs[i])) for i in inside.top_indices(probs, k)]
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
