@@ -60,3 +60,10 @@ def augment_config() -> AugmentConfig:
 
 def set_augment_config(config: AugmentConfig) -> None:
     st.session_state[AUGMENT] = config.to_dict()
+
+
+def augment_chosen() -> bool:
+    """The person went to the Augment page and left some augmentation set there: the Train page's
+    augmentation switch starts on (until switched there)."""
+    stored = st.session_state.get(AUGMENT)
+    return stored is not None and any(value for value in stored.values() if not isinstance(value, str))
