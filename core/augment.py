@@ -6,11 +6,14 @@ Images are float 0..255 throughout.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 
-from core.messages import ConfigError, N_
+from core.messages import ConfigError, Message, N_
+
+FILL_MODES = ("nearest", "reflect", "constant")  # as Keras' ImageDataGenerator's (constant: 0, black)
+FILL_MODE_LABELS = {"nearest": N_("Nearest edge pixel"), "reflect": N_("Reflect"), "constant": N_("Constant (black)")}
 
 
 @dataclass
@@ -25,6 +28,8 @@ class AugmentConfig:
     brightness: float = 0.0        # fraction of the value range
     contrast: float = 0.0          # fraction
     hue: float = 0.0               # fraction of a full turn of the colour wheel (0..0.5)
+    fill_mode: str = "nearest"     # points outside the image: nearest edge pixel, reflect, or constant (black)
+    channel_shift: float = 0.0     # 0..255: each channel shifted by one random value in [-shift, +shift]
 
     @classmethod
     def classic(cls) -> "AugmentConfig":
@@ -55,7 +60,16 @@ class AugmentConfig:
         return asdict(self)
 
     def is_identity(self) -> bool:
-        return self == AugmentConfig()
+        return replace(self, fill_mode="nearest") == AugmentConfig()  # the fill matters only when moving
+
+    def problem(self) -> Message | None:
+        """Why these settings cannot be used, or None."""
+        if self.fill_mode not in FILL_MODES:
+            return Message(N_("Unknown fill mode '{value}': choose one of {choices}."),
+                           {"value": self.fill_mode, "choices": ", ".join(FILL_MODES)})
+        if not 0 <= self.channel_shift <= 255:
+            return Message(N_("The channel shift must be between 0 and 255."))
+        return None
 
 
 def transforms(height, width, rotation, shift_x, shift_y, shear_x, shear_y, zoom, flip_x, flip_y):

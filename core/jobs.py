@@ -28,13 +28,22 @@ from core.messages import ConfigError, Explained, Message, N_, as_message, messa
 STRATEGIES = ("scratch", "feature-extraction", "fine-tune")
 STRATEGY_LABELS = {"scratch": N_("From scratch"), "feature-extraction": N_("Feature extraction"),
                    "fine-tune": N_("Fine-tuning")}
-OPTIMIZERS = ("adam", "rmsprop", "sgd")
+OPTIMIZERS = ("adam", "rmsprop", "sgd", "adagrad", "adadelta")
 RESIZE_MODES = ("crop", "stretch")
+HEADS = ("pooling", "flatten_dense")  # transfer heads: global average pooling | Flatten -> Dense N -> Dropout
+HEAD_LABELS = {"pooling": N_("Global average pooling"), "flatten_dense": N_("Flatten, Dense, Dropout")}
+NETWORKS = ("convnet", "dense")  # what "scratch" trains: the small convnet or a plain dense network
+NETWORK_LABELS = {"convnet": N_("Small convnet"), "dense": N_("Dense network")}
+COLOR_MODES = ("rgb", "grayscale")
+COLOR_MODE_LABELS = {"rgb": N_("Colour (RGB)"), "grayscale": N_("Grayscale (one channel)")}
 DEFAULT_EPOCHS = {"scratch": 30, "feature-extraction": 30, "fine-tune": 10}
 DEFAULT_FINE_TUNE_EPOCHS = 10
 DEFAULT_LEARNING_RATE = 1e-3
 DEFAULT_DROPOUT = {"scratch": 0.5, "feature-extraction": 0.2, "fine-tune": 0.2}
 SCRATCH_MIN_SIZE = 48  # px: the scratch convnet's four conv + pool stages need at least this
+# The smallest image each number of conv + pool blocks takes (3x3 valid conv, then 2x2 pooling, down
+# to at least 1 px); four blocks keep the 48 px the convnet has always asked for.
+CONV_BLOCKS_MIN_SIZE = {1: 4, 2: 10, 3: 22, 4: SCRATCH_MIN_SIZE}
 KEEP_FINISHED_JOBS = 3  # finished jobs a server keeps in memory (the rest live on disk)
 
 
@@ -54,10 +63,29 @@ class TrainConfig:
     augment: bool = False
     augment_config: dict | None = None  # AugmentConfig fields; None = the classic settings
     views: int = 4  # augmented views per image cached for feature extraction / fine-tuning
-    optimizer: str = "adam"
+    optimizer: str = "adam"  # the whole training, or for fine-tune its first (head) phase
     learning_rate: float | None = None  # DEFAULT_LEARNING_RATE
+    fine_tune_optimizer: str | None = None  # the fine-tune phase's; None = the same as `optimizer`
     fine_tune_learning_rate: float = 1e-5
+    momentum: float = 0.9  # sgd's, in either phase
+    nesterov: bool = False  # sgd's
     dropout: float | None = None  # DEFAULT_DROPOUT of the strategy
+    l2: float = 0.0  # L2 weight decay: a kernel regularizer on the layers trained from scratch (not the base's)
+    head: str = "pooling"  # transfer models: one of HEADS
+    head_units: int = 256  # the Dense layer of the flatten_dense head
+    network: str = "convnet"  # scratch: one of NETWORKS
+    conv_blocks: int = 4  # the small convnet's conv + pool blocks (fewer for small images, e.g. 3 at 28 px)
+    batch_norm: bool = False  # BatchNormalization after each conv of the small convnet
+    color_mode: str = "rgb"  # grayscale: one channel (scratch only; pretrained bases take RGB)
+    per_class: int | None = None  # train on N images per class (a seeded subset of the training split)
+    # The frozen base inside the model, run on every batch with augmentation every batch, trained end
+    # to end (Deep Learning with Python §5.3, the TensorFlow tutorial): slow, as published. Off: the
+    # base runs once per image (and per cached augmented view), which is much faster.
+    end_to_end: bool = False
+    # The recipe (core.recipes) this configuration started from, and the settings changed from it.
+    recipe: str | None = None
+    recipe_version: int | None = None
+    recipe_changes: list[str] | None = None
     seed: int = 0
     val_fraction: float = 0.15
     test_fraction: float = 0.15
@@ -92,25 +120,56 @@ class TrainConfig:
         c.dropout = DEFAULT_DROPOUT[c.strategy] if c.dropout is None else c.dropout
         if c.augment and c.augment_config is None:
             c.augment_config = AugmentConfig.classic().to_dict()
+        if c.augment and AugmentConfig.from_dict(c.augment_config).problem():
+            raise ConfigError(AugmentConfig.from_dict(c.augment_config).problem())
         for name, low in (("image_size", 16), ("batch_size", 1), ("epochs", 0), ("views", 1)):
             if int(getattr(c, name)) < low:
                 raise ConfigError(N_("--{flag} must be at least {low}."), flag=name.replace("_", "-"), low=low)
-        if c.strategy == "scratch" and c.image_size < SCRATCH_MIN_SIZE:
-            raise ConfigError(N_("The scratch convnet needs images of at least {size} px (four conv + pool stages)."),
-                              size=SCRATCH_MIN_SIZE)
+        _check_choice(c.network, NETWORKS, N_("Unknown network '{value}': choose one of {choices}."))
+        _check_choice(c.head, HEADS, N_("Unknown head '{value}': choose one of {choices}."))
+        _check_choice(c.color_mode, COLOR_MODES, N_("Unknown colour mode '{value}': choose one of {choices}."))
+        if c.conv_blocks not in CONV_BLOCKS_MIN_SIZE:
+            raise ConfigError(N_("--conv-blocks must be between 1 and {most}."), most=max(CONV_BLOCKS_MIN_SIZE))
+        if c.strategy == "scratch" and c.network == "convnet" and c.image_size < CONV_BLOCKS_MIN_SIZE[c.conv_blocks]:
+            if c.conv_blocks == 4:
+                raise ConfigError(N_("The scratch convnet needs images of at least {size} px (four conv + pool "
+                                     "stages)."), size=SCRATCH_MIN_SIZE)
+            raise ConfigError(N_("The scratch convnet with {blocks} conv + pool blocks needs images of at least "
+                                 "{size} px."), blocks=c.conv_blocks, size=CONV_BLOCKS_MIN_SIZE[c.conv_blocks])
         if c.strategy != "scratch" and BACKBONES[c.base].size_problem(c.image_size):
             raise ConfigError(BACKBONES[c.base].size_problem(c.image_size))
+        if c.strategy != "scratch" and c.color_mode != "rgb":
+            raise ConfigError(N_("Pretrained bases take colour (RGB) images: choose the colour mode rgb, or train "
+                                 "from scratch for grayscale images."))
         if c.resize not in RESIZE_MODES:
             raise ConfigError(N_("Unknown resize mode '{resize}': choose crop or stretch."), resize=c.resize)
-        if c.optimizer.lower() not in OPTIMIZERS:
-            raise ConfigError(N_("Unknown optimizer '{optimizer}': choose {choices}."),
-                              optimizer=c.optimizer, choices=", ".join(OPTIMIZERS))
+        c.optimizer = c.optimizer.lower()
+        c.fine_tune_optimizer = (c.fine_tune_optimizer or c.optimizer).lower()
+        for name in (c.optimizer, c.fine_tune_optimizer):
+            if name not in OPTIMIZERS:
+                raise ConfigError(N_("Unknown optimizer '{optimizer}': choose {choices}."),
+                                  optimizer=name, choices=", ".join(OPTIMIZERS))
         if not 0 <= c.dropout < 1:
             raise ConfigError(N_("Dropout must be between 0 and 1."))
+        if c.learning_rate <= 0 or c.fine_tune_learning_rate <= 0:
+            raise ConfigError(N_("Learning rates must be above 0."))
+        if not 0 <= c.momentum < 1:
+            raise ConfigError(N_("Momentum must be between 0 and 1."))
+        if c.l2 < 0:
+            raise ConfigError(N_("--l2 must be 0 or more."))
+        if c.head_units < 1:
+            raise ConfigError(N_("--head-units must be at least 1."))
+        if c.per_class is not None and c.per_class < 1:
+            raise ConfigError(N_("--per-class must be at least 1 (or left out for every image)."))
         if c.memory_budget_mb is not None and c.memory_budget_mb < 0:
             raise ConfigError(N_("--memory-budget-mb must be 0 or more."))
         pipeline.memory_budget(c.memory_budget_mb)  # a bad TRANSFERLAB_MEMORY_BUDGET_MB fails here
         return c
+
+
+def _check_choice(value: str, choices: tuple, sentence: str) -> None:
+    if value not in choices:
+        raise ConfigError(sentence, value=value, choices=", ".join(choices))
 
 
 DEFAULTS = TrainConfig(data="")  # every default setting, for the command line and the Train page

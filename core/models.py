@@ -14,7 +14,7 @@ import keras
 from keras import layers
 
 from core import graph
-from core.backbones import BACKBONES, Backbone, WeightsUnavailable  # noqa: F401  (WeightsUnavailable: raised here)
+from core.backbones import BACKBONES, Backbone, WeightsUnavailable, keras_cache_dir  # noqa: F401  (raised / re-exported)
 from core.messages import ConfigError, N_
 
 
@@ -45,10 +45,6 @@ class Preprocess(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "backbone": self.backbone}
-
-
-def keras_cache_dir() -> str:
-    return os.path.join(os.path.expanduser(os.environ.get("KERAS_HOME", "~/.keras")), "models")
 
 
 def _weights_unavailable(backbone: str, size: int, error: Exception) -> WeightsUnavailable:

@@ -46,7 +46,11 @@ CONFIG = {"classes": (_names, N_("a list of class names"), False),
           "image_size": (lambda x: _count(x) and x > 0, N_("a number of pixels"), False),
           "resize": (lambda x: x in ("crop", "stretch"), N_("crop or stretch"), False),
           "strategy": (_text, N_("a name"), False), "base": (_text, N_("a name"), False),
-          "dataset": (_object, N_("a JSON object"), False)}
+          "dataset": (_object, N_("a JSON object"), False),
+          # runs from a recipe (core.recipes); older runs have none of these
+          "recipe": (_text, N_("a name"), False), "recipe_version": (_count, N_("a version number"), False),
+          "recipe_changes": (lambda x: isinstance(x, list) and all(map(_text, x)), N_("a list of setting names"),
+                             False)}
 STATUS = {"state": (lambda x: x in STATES, Message(N_("one of {choices}"), {"choices": ", ".join(STATES)}), False),
           "started": (_number, N_("a time"), False), "updated": (_number, N_("a time"), False),
           "finished": (_number, N_("a time"), False), "pid": (_count, N_("a process id"), False),
