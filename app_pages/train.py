@@ -41,6 +41,9 @@ def start_button(config: TrainConfig, ds) -> None:
         st.caption(t("Trains on {folder} — {summary}. {memory}", folder=widgets.plain(ds.root),
                      summary=widgets.plain(i18n.tm(ds.summary())),
                      memory=train_form.memory_note(ds, config.image_size)))
+    slow = None if problem else train_form.slow_note(config, ds)
+    if slow:
+        st.info(slow, icon=":material/hourglass_top:")
     ready = not problem and train_form.weights_ready(config)
     # Not disabled while a job runs: the registry decides, and its JobBusy message says what to do.
     if st.button(t("Start training"), type="primary", key="start", disabled=not ready,
@@ -85,6 +88,9 @@ def job_report(job) -> None:
     st.caption(t("{strategy} · {base} · {size} px · started {time} · dataset {folder}", strategy=c["strategy"],
                  base=c["base"], size=fmt_int(c["image_size"]),
                  time=time.strftime("%H:%M:%S", time.localtime(snap["started"])), folder=widgets.plain(c["data"])))
+    recipe = train_form.recipe_line(c)
+    if recipe:
+        st.caption(recipe)
     st.markdown(headline(snap), help=t("Phases: scan, decode, features (train / validation), head, fine-tune, "
                                        "train (scratch), evaluate."))
     if job.active:
