@@ -25,8 +25,6 @@ def main() -> None:
         st.error(t("The current dataset cannot be used: {why}", why=widgets.plain(i18n.error_text(e))))
         ds = None
     config = train_form.settings(ds)
-    if config.strategy != "scratch":
-        train_form.base_layers_table(config, train_form.num_classes(ds))
     start_button(config, ds)
     job_area()
 

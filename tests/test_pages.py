@@ -194,8 +194,8 @@ def test_sliders_make_the_one_augment_config_and_the_grid(env):
     config = at.session_state["augment_config"]
     assert config["rotation"] == 90 and config["vertical_flip"] is True
     at.button(key="aug_none").click().run()
-    assert at.session_state["augment_config"] == {k: (False if isinstance(v, bool) else 0.0)
-                                                  for k, v in config.items()}
+    assert at.session_state["augment_config"] == {k: (False if isinstance(v, bool) else v if isinstance(v, str)
+                                                      else 0.0) for k, v in config.items()}  # fill_mode: a word
     assert at.slider(key="aug_rotation").value == 0
     at.button(key="aug_light").click().run()
     assert at.session_state["augment_config"]["shear"] == 0.2 and at.slider(key="aug_zoom").value == 0.2

@@ -67,9 +67,11 @@ def settings(ds) -> TrainConfig:
         chosen |= optimizer_settings(strategy)
     with columns[3]:
         chosen |= data_settings(strategy)
+    chosen["unfreeze"] = unfreeze_slider(chosen["base"], num_classes(ds)) if strategy == "fine-tune" else 0
+    if strategy != "scratch":
+        base_layers_table(chosen["base"], chosen["unfreeze"], num_classes(ds), expanded=strategy == "fine-tune")
     with st.expander(t("Advanced settings"), icon=":material/tune:"):
         chosen |= advanced_settings(strategy, chosen["optimizer"])
-    chosen["unfreeze"] = unfreeze_slider(chosen["base"], num_classes(ds)) if strategy == "fine-tune" else 0
     val_fraction, test_fraction, _ = state.split_settings()
     augment_config = state.augment_config().to_dict() if chosen["augment"] else None
     config = TrainConfig(data=state.dataset_path(), strategy=strategy, augment_config=augment_config,
@@ -348,17 +350,16 @@ def unfreeze_slider(base: str, n_classes: int) -> int:
     return preset if learning_in(rows, preset) == learning else layers_for(rows, learning)
 
 
-def base_layers_table(config: TrainConfig, num_classes: int) -> None:
-    """The base's layers, top first, with those that will train highlighted."""
-    n = config.unfreeze if config.strategy == "fine-tune" else 0
-    rows, trainable = cache.base_layers(config.base, num_classes, n)
+def base_layers_table(base: str, n: int, num_classes: int, expanded: bool) -> None:
+    """The base's layers, top first, with the top n (those that will train) highlighted."""
+    rows, trainable = cache.base_layers(base, num_classes, n)
     total = sum(r["params"] for r in rows)
-    label = BACKBONES[config.base].label
+    label = BACKBONES[base].label
     learning = learning_layers(rows)
     with st.expander(t("{base}: {layers} layers ({learning} with weights that can learn) · {params} trainable "
                        "parameters", base=label, layers=fmt_int(len(rows)), learning=fmt_int(len(learning)),
                        params=fmt_int(trainable)),
-                     expanded=config.strategy == "fine-tune"):
+                     expanded=expanded):
         cols = st.columns(3)
         cols[0].metric(t("Layers unfrozen"), t("{n} of {total} layers that learn",
                                                n=fmt_int(learning_in(rows, n)), total=fmt_int(len(learning))),
