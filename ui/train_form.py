@@ -33,15 +33,13 @@ RECIPE = "recipe"  # the chosen recipe's name ("" for none)
 AUGMENT_TOUCHED = "augment_touched"  # the person switched augmentation on the Train page itself
 UNFREEZE_PRESETS = "unfreeze_presets"  # base -> the layer count a recipe unfreezes (else the base's default)
 SAME_OPTIMIZER = "same"  # the fine-tune phase's optimizer choice meaning "the first phase's"
-# The widget of each TrainConfig field a recipe sets ({strategy}: the per-strategy widgets).
-WIDGET_KEYS = {"strategy": "strategy", "base": "base", "image_size": "image_size", "batch_size": "batch_size",
-               "epochs": "epochs_{strategy}", "fine_tune_epochs": "fine_tune_epochs", "dropout": "dropout_{strategy}",
-               "optimizer": "optimizer", "learning_rate": "learning_rate",
-               "fine_tune_learning_rate": "fine_tune_learning_rate", "augment": "augment", "views": "views",
-               "resize": "resize", "head": "head", "head_units": "head_units", "end_to_end": "end_to_end",
-               "fine_tune_optimizer": "fine_tune_optimizer", "momentum": "momentum", "nesterov": "nesterov",
-               "l2": "l2", "network": "network", "conv_blocks": "conv_blocks", "batch_norm": "batch_norm",
-               "color_mode": "color_mode", "per_class": "per_class"}
+# The TrainConfig fields the form shows, each in the widget of the same key; the per-strategy ones
+# (their defaults differ by strategy) in "epochs_fine-tune", "dropout_scratch"...
+FORM_FIELDS = ("strategy", "base", "image_size", "batch_size", "epochs", "fine_tune_epochs", "dropout", "optimizer",
+               "learning_rate", "fine_tune_learning_rate", "augment", "views", "resize", "head", "head_units",
+               "end_to_end", "fine_tune_optimizer", "momentum", "nesterov", "l2", "network", "conv_blocks",
+               "batch_norm", "color_mode", "per_class")
+PER_STRATEGY = ("epochs", "dropout")
 RESIZE_LABELS = {"crop": N_("Central square crop"), "stretch": N_("Stretch the whole image")}
 # Sizes of the no-top ImageNet weights files keras.applications downloads, in MB.
 DOWNLOAD_MB = {"mobilenet_v2": 9.4, "mobilenet": 17.2, "mobilenet_025": 2.1, "vgg16": 58.9, "resnet50": 94.7,
@@ -138,7 +136,7 @@ def recipe_line(config: dict) -> str | None:
 def form_values(overrides: dict) -> dict:
     """Every TrainConfig field a widget shows, as the widget holds it, for these recipe settings."""
     c = TrainConfig(data="", **overrides)
-    values = {field: getattr(c, field) for field in WIDGET_KEYS}
+    values = {field: getattr(c, field) for field in FORM_FIELDS}
     values["epochs"] = DEFAULT_EPOCHS[c.strategy] if c.epochs is None else c.epochs
     values["fine_tune_epochs"] = c.fine_tune_epochs or DEFAULT_FINE_TUNE_EPOCHS
     values["dropout"] = float(DEFAULT_DROPOUT[c.strategy] if c.dropout is None else c.dropout)
@@ -149,13 +147,17 @@ def form_values(overrides: dict) -> dict:
     return values
 
 
+def widget_key(field: str, strategy: str) -> str:
+    return f"{field}_{strategy}" if field in PER_STRATEGY else field
+
+
 def apply_recipe() -> None:
     """The recipe's settings into every widget (none: today's defaults); runs before the widgets are drawn."""
     recipe = recipes.RECIPES.get(st.session_state.get(RECIPE) or "")
     overrides = recipe.overrides if recipe else {}
     values = form_values(overrides)
-    for field, key in WIDGET_KEYS.items():
-        st.session_state[key.format(strategy=values["strategy"])] = values[field]
+    for field in FORM_FIELDS:
+        st.session_state[widget_key(field, values["strategy"])] = values[field]
     if "augment" in overrides:  # the recipe decides augmentation; without one it follows the Augment page
         st.session_state[AUGMENT_TOUCHED] = True
     else:
