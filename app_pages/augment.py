@@ -166,7 +166,7 @@ def download_copies(image, name: str | None, config: AugmentConfig) -> None:
         t("Download {n} augmented copies (zip of PNG files)", n=fmt_int(n)),
         data=partial(augment_files.augmented_zip, image, config.to_dict(), n, st.session_state.get("aug_seed", 0),
                      stem),
-        file_name=f"{stem}_augmented.zip", mime="application/zip", key="aug_download", on_click="ignore",
+        file_name=augment_files.zip_name(stem), mime="application/zip", key="aug_download", on_click="ignore",
         icon=":material/download:",
         help=t("{size} px PNG files, drawn afresh with the settings above.", size=fmt_int(PREVIEW_SIZE)))
 

@@ -22,6 +22,10 @@ def ascii_stem(file_name: str | None) -> str:
     return stem or FALLBACK_STEM
 
 
+def zip_name(stem: str) -> str:
+    return f"{stem}_augmented.zip"
+
+
 def copy_names(stem: str, n: int) -> list[str]:
     """'cat_001_aug_01.png', … : ASCII, sortable, one per copy."""
     width = len(str(n))
