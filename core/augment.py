@@ -94,31 +94,41 @@ def transforms(height, width, rotation, shift_x, shift_y, shear_x, shear_y, zoom
     return tf.stack([a0, a1, a2, b0, b1, b2, zero, zero], axis=1)
 
 
-def resample(images, matrices):
+def resample(images, matrices, fill_mode: str = "nearest"):
     """Each image of a (B, H, W, C) batch resampled once through its row of `matrices` ([B, 8], as
-    `transforms` makes them): bilinear, points outside the image take the nearest edge pixel."""
+    `transforms` makes them): bilinear; points outside the image take the nearest edge pixel, the
+    image mirrored at its edge (reflect: d c b a | a b c d, as scipy's and so ImageDataGenerator's)
+    or 0 (constant)."""
     import keras
 
     return keras.ops.image.affine_transform(keras.ops.cast(images, "float32"), matrices,
-                                            interpolation="bilinear", fill_mode="nearest")
+                                            interpolation="bilinear", fill_mode=fill_mode, fill_value=0.0)
 
 
-_affine_class = None
+def shift_channels(images, shifts):
+    """ImageDataGenerator's channel shift: each channel of each image plus its own value of `shifts`
+    ([B, C]), clipped to that image's own darkest and brightest values before the shift."""
+    import tensorflow as tf
+
+    images = tf.cast(images, tf.float32)
+    low = tf.reduce_min(images, axis=[1, 2, 3], keepdims=True)
+    high = tf.reduce_max(images, axis=[1, 2, 3], keepdims=True)
+    return tf.clip_by_value(images + shifts[:, None, None, :], low, high)
 
 
-def _random_affine_class():
-    """RandomAffine, defined on first use (Keras and TensorFlow load only when augmentation runs)."""
-    global _affine_class
-    if _affine_class is not None:
-        return _affine_class
+_layer_classes: dict = {}
+
+
+def _random_layer_classes() -> dict:
+    """RandomAffine and RandomChannelShift, defined on first use (Keras and TensorFlow load only
+    when augmentation runs)."""
+    if _layer_classes:
+        return _layer_classes
     import keras
     import tensorflow as tf
 
-    class RandomAffine(keras.layers.Layer):
-        """Flip, rotation, shift, shear and zoom in one resampling per image (bilinear, edges
-        repeated), as Keras' ImageDataGenerator did: one transform instead of a layer each, so four
-        geometric settings cost what one does. Ranges as Keras' RandomFlip, RandomRotation,
-        RandomTranslation, RandomShear and RandomZoom."""
+    class SeededLayer(keras.layers.Layer):
+        """A layer drawing from its own generator: seeded, or not when seed is None."""
 
         def __init__(self, config: "AugmentConfig", seed: int | None = None, **kwargs):
             super().__init__(**kwargs)
@@ -127,6 +137,26 @@ def _random_affine_class():
             with tf.init_scope():  # eagerly, wherever the layer is built (tf.data, tf.function)
                 self._generator = (tf.random.Generator.from_seed(seed) if seed is not None
                                    else tf.random.Generator.from_non_deterministic_state())
+
+        def compute_output_shape(self, input_shape):
+            return input_shape
+
+    class RandomChannelShift(SeededLayer):
+        """ImageDataGenerator's channel_shift_range: every channel of an image shifted by its own
+        random value in [-shift, +shift] (0..255 units), clipped to the image's own range."""
+
+        def call(self, images, training=True):
+            if not training:
+                return images
+            shift = self.config.channel_shift
+            shape = [tf.shape(images)[0], tf.shape(images)[3]]
+            return shift_channels(images, self._generator.uniform(shape, -shift, shift))
+
+    class RandomAffine(SeededLayer):
+        """Flip, rotation, shift, shear and zoom in one resampling per image (bilinear, edges
+        repeated), as Keras' ImageDataGenerator did: one transform instead of a layer each, so four
+        geometric settings cost what one does. Ranges as Keras' RandomFlip, RandomRotation,
+        RandomTranslation, RandomShear and RandomZoom."""
 
         def _uniform(self, n, low, high):
             return self._generator.uniform([n], low, high)
@@ -150,25 +180,24 @@ def _random_affine_class():
                            spread(c.height_shift, tf.cast(h, tf.float32)),
                            spread(c.shear), spread(c.shear),
                            1.0 + spread(c.zoom), flip(c.horizontal_flip), flip(c.vertical_flip))
-            return resample(images, t)
+            return resample(images, t, c.fill_mode)
 
-        def compute_output_shape(self, input_shape):
-            return input_shape
-
-    _affine_class = RandomAffine
-    return RandomAffine
+    _layer_classes.update(RandomAffine=RandomAffine, RandomChannelShift=RandomChannelShift)
+    return _layer_classes
 
 
 def build_augmentation(config: AugmentConfig, seed: int | None = None):
     """A keras.Sequential named 'augmentation' (active only when training=True): the geometric
-    settings as one RandomAffine, then Keras' colour layers."""
+    settings as one RandomAffine, then the channel shift and Keras' colour layers."""
     import keras
     from keras import layers
 
     c = config
     steps = []
     if c.horizontal_flip or c.vertical_flip or c.rotation or c.width_shift or c.height_shift or c.shear or c.zoom:
-        steps.append(_random_affine_class()(c, seed=seed, name="random_affine"))
+        steps.append(_random_layer_classes()["RandomAffine"](c, seed=seed, name="random_affine"))
+    if c.channel_shift:
+        steps.append(_random_layer_classes()["RandomChannelShift"](c, seed=seed, name="random_channel_shift"))
     if c.brightness:
         steps.append(layers.RandomBrightness(c.brightness, value_range=(0, 255), seed=seed))
     if c.contrast:
@@ -179,7 +208,7 @@ def build_augmentation(config: AugmentConfig, seed: int | None = None):
 
 
 def preview(image: np.ndarray, config: AugmentConfig, n: int = 9, seed: int = 0) -> list[np.ndarray]:
-    """n augmented variants (uint8 HxWx3) of one uint8 image, through the training layers."""
+    """n augmented variants (uint8 HxWxC) of one uint8 image, through the training layers."""
     aug = build_augmentation(config, seed=seed)
     batch = np.repeat(image[None].astype(np.float32), n, axis=0)
     if not aug.layers:

@@ -350,3 +350,13 @@ def class_names(folders: list[str]) -> list[str]:
             name, n = f"{display_name(folder)} ({n})", n + 1
         out.append(name)
     return out
+
+
+def per_class_subset(items: list[tuple[str, int]], n: int, seed: int) -> list[tuple[str, int]]:
+    """At most n (path, label) items of each label, drawn with `seed` (the same seed, the same
+    images), in their original order: "train on N images per class"."""
+    picked = set()
+    for label in sorted({lab for _, lab in items}):
+        indices = [i for i, (_, lab) in enumerate(items) if lab == label]
+        picked.update(random.Random(f"{seed}:{label}").sample(indices, min(n, len(indices))))
+    return [item for i, item in enumerate(items) if i in picked]

@@ -122,6 +122,8 @@ class TrainConfig:
             c.augment_config = AugmentConfig.classic().to_dict()
         if c.augment and AugmentConfig.from_dict(c.augment_config).problem():
             raise ConfigError(AugmentConfig.from_dict(c.augment_config).problem())
+        if c.augment and c.color_mode == "grayscale" and AugmentConfig.from_dict(c.augment_config).hue:
+            raise ConfigError(N_("A hue shift needs colour images: set it to 0 to train on grayscale images."))
         for name, low in (("image_size", 16), ("batch_size", 1), ("epochs", 0), ("views", 1)):
             if int(getattr(c, name)) < low:
                 raise ConfigError(N_("--{flag} must be at least {low}."), flag=name.replace("_", "-"), low=low)
@@ -133,7 +135,8 @@ class TrainConfig:
         if c.strategy == "scratch" and c.network == "convnet" and c.image_size < CONV_BLOCKS_MIN_SIZE[c.conv_blocks]:
             if c.conv_blocks == 4:
                 raise ConfigError(N_("The scratch convnet needs images of at least {size} px (four conv + pool "
-                                     "stages)."), size=SCRATCH_MIN_SIZE)
+                                     "stages): choose a larger image size, or fewer conv blocks for small "
+                                     "images."), size=SCRATCH_MIN_SIZE)
             raise ConfigError(N_("The scratch convnet with {blocks} conv + pool blocks needs images of at least "
                                  "{size} px."), blocks=c.conv_blocks, size=CONV_BLOCKS_MIN_SIZE[c.conv_blocks])
         if c.strategy != "scratch" and BACKBONES[c.base].size_problem(c.image_size):

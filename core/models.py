@@ -1,7 +1,7 @@
 """Models: the seeds' small convnet and transfer models on keras.applications bases.
 
 Transfer models are one flat functional graph: image -> preprocess -> the base's own layers ->
-head_pool -> head_dropout -> predictions. No nested base model, so every layer can be reached by
+head_pool -> head_dropout -> predictions (or head_flatten -> head_dense -> head_dropout -> predictions). No nested base model, so every layer can be reached by
 name for activations and Grad-CAM. Augmentation is not part of a model: training applies it in
 the input pipeline (core.pipeline.make_tf_dataset), so saved models hold only what inference needs.
 """
@@ -77,45 +77,102 @@ def load_base(backbone: str, input_tensor, image_size: int, weights: str | None 
         raise
 
 
-def build_scratch(image_size: int, num_classes: int, dropout: float = 0.5) -> keras.Model:
-    """Deep Learning with Python §5.2: Conv 32-64-128-128 + MaxPool, Flatten, Dropout, Dense 512."""
-    inputs = keras.Input((image_size, image_size, 3), name="image")
+def _l2(weight: float):
+    """The L2 weight decay of the layers trained from scratch, or none."""
+    return keras.regularizers.L2(weight) if weight else None
+
+
+def build_scratch(image_size: int, num_classes: int, dropout: float = 0.5, *, channels: int = 3,
+                  conv_blocks: int = 4, batch_norm: bool = False, l2: float = 0.0) -> keras.Model:
+    """Deep Learning with Python §5.2: Conv 32-64-128-128 + MaxPool, Flatten, Dropout, Dense 512.
+
+    conv_blocks: the first 1..4 of those blocks (small images, e.g. 28 px digits, take 3); with
+    batch_norm each conv is followed by BatchNormalization before its ReLU; l2 decays every kernel."""
+    inputs = keras.Input((image_size, image_size, channels), name="image")
     x = layers.Rescaling(1 / 255.0, name="preprocess")(inputs)
-    for i, filters in enumerate((32, 64, 128, 128), 1):
-        x = layers.Conv2D(filters, 3, activation="relu", name=f"conv{i}")(x)
+    for i, filters in enumerate((32, 64, 128, 128)[:conv_blocks], 1):
+        if batch_norm:
+            x = layers.Conv2D(filters, 3, use_bias=False, kernel_regularizer=_l2(l2), name=f"conv{i}")(x)
+            x = layers.BatchNormalization(name=f"bn{i}")(x)
+            x = layers.ReLU(name=f"relu{i}")(x)
+        else:
+            x = layers.Conv2D(filters, 3, activation="relu", kernel_regularizer=_l2(l2), name=f"conv{i}")(x)
         x = layers.MaxPooling2D(2, name=f"pool{i}")(x)
     x = layers.Flatten(name="head_flatten")(x)
     x = layers.Dropout(dropout, name="head_dropout")(x)
-    x = layers.Dense(512, activation="relu", name="head_dense")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+    x = layers.Dense(512, activation="relu", kernel_regularizer=_l2(l2), name="head_dense")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", kernel_regularizer=_l2(l2), name="predictions")(x)
     return keras.Model(inputs, outputs, name="scratch_convnet")
 
 
+def build_dense(image_size: int, num_classes: int, dropout: float = 0.0, *, channels: int = 3,
+                l2: float = 0.0, units: int = 512) -> keras.Model:
+    """A plain dense network (Deep Learning with Python §2.1's for digits): Flatten, Dense 512 ReLU,
+    Dropout, the output."""
+    inputs = keras.Input((image_size, image_size, channels), name="image")
+    x = layers.Rescaling(1 / 255.0, name="preprocess")(inputs)
+    x = layers.Flatten(name="head_flatten")(x)
+    x = layers.Dense(units, activation="relu", kernel_regularizer=_l2(l2), name="head_dense")(x)
+    x = layers.Dropout(dropout, name="head_dropout")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", kernel_regularizer=_l2(l2), name="predictions")(x)
+    return keras.Model(inputs, outputs, name="dense_network")
+
+
+def _head(x, num_classes: int, dropout: float, head: str, units: int, l2: float):
+    """The transfer head on x (the base's output, or cached features): pooling = global average
+    pooling, Dropout, the output; flatten_dense = Flatten, Dense `units` ReLU, Dropout, the output
+    (Deep Learning with Python §5.3). Its layers are named head_* and predictions."""
+    if head == "flatten_dense":
+        x = layers.Flatten(name="head_flatten")(x)
+        x = layers.Dense(units, activation="relu", kernel_regularizer=_l2(l2), name="head_dense")(x)
+    elif len(x.shape) == 4:
+        x = layers.GlobalAveragePooling2D(name="head_pool")(x)
+    x = layers.Dropout(dropout, name="head_dropout")(x)
+    return layers.Dense(num_classes, activation="softmax", kernel_regularizer=_l2(l2), name="predictions")(x)
+
+
 def build_transfer(backbone: str, image_size: int, num_classes: int, dropout: float = 0.2,
-                   weights: str | None = "imagenet") -> keras.Model:
+                   weights: str | None = "imagenet", *, head: str = "pooling", head_units: int = 256,
+                   l2: float = 0.0) -> keras.Model:
     """A flat transfer model with the whole base frozen."""
     inputs = keras.Input((image_size, image_size, 3), name="image")
     x = Preprocess(backbone, name="preprocess")(inputs)
     base = load_base(backbone, x, image_size, weights)
-    x = layers.GlobalAveragePooling2D(name="head_pool")(base.output)
-    x = layers.Dropout(dropout, name="head_dropout")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+    outputs = _head(base.output, num_classes, dropout, head, head_units, l2)
     model = keras.Model(inputs, outputs, name=f"{backbone}_transfer")
     unfreeze_top(model, 0)
     return model
 
 
-def build_head(feature_dim: int, num_classes: int, dropout: float) -> keras.Model:
-    """The transfer head alone, trained on cached features; same layer names as in the full model."""
+def build_head(feature_dim: int, num_classes: int, dropout: float, *, head: str = "pooling",
+               head_units: int = 256, l2: float = 0.0) -> keras.Model:
+    """The transfer head alone, trained on cached features (the output of feature_model: pooled,
+    or flattened); the same layer names as in the full model."""
     inputs = keras.Input((feature_dim,), name="features")
-    x = layers.Dropout(dropout, name="head_dropout")(inputs)
-    outputs = layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+    x = inputs
+    if head == "flatten_dense":  # the features are flat already
+        x = layers.Dense(head_units, activation="relu", kernel_regularizer=_l2(l2), name="head_dense")(x)
+    x = layers.Dropout(dropout, name="head_dropout")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", kernel_regularizer=_l2(l2), name="predictions")(x)
     return keras.Model(inputs, outputs, name="head")
 
 
+FEATURE_LAYERS = ("head_pool", "head_flatten")  # where the base's features enter the head, as one vector
+
+
+def feature_layer(model: keras.Model):
+    """The head's first layer: its output is the image's feature vector (pooled, or flattened)."""
+    return next(model.get_layer(name) for name in FEATURE_LAYERS if name in {l.name for l in model.layers})
+
+
 def feature_model(model: keras.Model) -> keras.Model:
-    """image -> pooled base features (the input of the head)."""
-    return keras.Model(model.inputs, model.get_layer("head_pool").output)
+    """image -> the base's features as the head takes them (pooled, or flattened)."""
+    return keras.Model(model.inputs, feature_layer(model).output)
+
+
+def head_weight_layers(head: keras.Model) -> list[str]:
+    """The names of the head's layers that have weights (copied between a head and its full model)."""
+    return [l.name for l in head.layers if l.weights]
 
 
 def base_layers(model: keras.Model) -> list:

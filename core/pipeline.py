@@ -193,6 +193,47 @@ def file_images(items: list[tuple[str, int]], size: int, skipped: list[Skipped] 
     return (FileImages(paths, size, resize, skipped), np.array([lab for _, lab in items], np.int32), paths)
 
 
+# ---------------------------------------------------------------- one channel
+
+LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R 601-2, as PIL's convert("L")
+
+
+def to_grayscale(rgb: np.ndarray, chunk: int = 1024) -> np.ndarray:
+    """uint8 images [..., H, W, 3] -> [..., H, W, 1], converted a chunk at a time (no float copy of all)."""
+    rgb = np.asarray(rgb)
+    if rgb.ndim == 3:
+        return to_grayscale(rgb[None], chunk)[0]
+    out = np.empty(rgb.shape[:-1] + (1,), np.uint8)
+    for i in range(0, len(rgb), chunk):
+        out[i:i + chunk, ..., 0] = np.rint(rgb[i:i + chunk].astype(np.float32) @ LUMA)
+    return out
+
+
+class GrayImages:
+    """FileImages seen through to_grayscale: one channel, still decoded batch by batch."""
+
+    dtype = np.dtype(np.uint8)
+    nbytes = 0
+
+    def __init__(self, images: FileImages):
+        self.images = images
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return self.images.shape[:3] + (1,)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, key) -> np.ndarray:
+        return to_grayscale(self.images[key])
+
+
+def grayscale(images):
+    """load_arrays' or file_images' images in one channel."""
+    return GrayImages(images) if isinstance(images, FileImages) else to_grayscale(images)
+
+
 # ---------------------------------------------------------------- tf.data over arrays, without copying them
 
 def batch_dataset(arrays, labels: np.ndarray, batch_size: int, shuffle: bool = False, seed: int = 0,

@@ -44,8 +44,8 @@ _BOOK_VGG16 = _STRETCHED + (("base", "vgg16"), ("image_size", 150), ("head", "fl
                             ("optimizer", "rmsprop"), ("batch_size", 20))
 _SIGMOID = N_("The reference ends in one sigmoid unit with binary cross-entropy; here a two-way softmax with "
               "cross-entropy, the same model for two classes.")
-_SLOW = N_("Slow on a CPU: the whole VGG16 base runs on every image of every epoch (a GPU takes minutes, two CPU "
-           "cores many hours).")
+_SLOW = N_("Slow on a CPU: the whole VGG16 base runs on every image of every epoch (minutes per epoch on a GPU, "
+           "hours for the whole training on two CPU cores).")
 _VGG16_OFFLINE = N_("VGG16's ImageNet weights (58 MB) are downloaded on the first run; offline they must already "
                     "be in the Keras cache.")
 
@@ -146,7 +146,7 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
         _STRETCHED + (("strategy", "scratch"), ("network", "convnet"), ("image_size", 150), ("optimizer", "rmsprop"),
                       ("learning_rate", 1e-4), ("batch_size", 32), ("epochs", 100), ("augment", True),
                       ("augment_config", BOOK_AUGMENTATION), ("dropout", 0.5)),
-        (_SIGMOID, N_("100 epochs of augmented images: slow on a CPU (an hour or more on two cores)."))),
+        (_SIGMOID, N_("100 epochs of augmented images: slow on a CPU (half an hour or more on two cores)."))),
     Recipe(
         "dlwp-5.3-features", 1, N_("Deep Learning with Python §5.3: VGG16 bottleneck features"),
         f"{DLWP}, §5.3.1 (listings 5.17–5.18)", f"{DLWP_NOTEBOOKS}/5.3-using-a-pretrained-convnet.ipynb",

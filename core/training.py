@@ -1,12 +1,17 @@
 """Training: one run of a strategy, read top to bottom as a Keras example would.
 
-    scratch             the small convnet, trained on the images (augmentation in the input pipeline)
+    scratch             the small convnet (or a dense network), trained on the images (augmentation
+                        in the input pipeline)
     feature-extraction  build the transfer model -> extract the frozen base's features once per
                         image (and per augmented view) -> train the head on them, so an epoch costs
                         milliseconds
     fine-tune           the same, then unfreeze the top N layers of the base -> fine-tune them with
-                        the head at a low learning rate, on the cached tensors entering those layers
-                        (the frozen part below them is computed once too)
+                        the head at a low learning rate (its own optimizer), on the cached tensors
+                        entering those layers (the frozen part below them is computed once too)
+
+With `end_to_end` the transfer strategies run as the book and the TensorFlow tutorial do instead:
+the frozen base inside the model on every batch, augmentation every batch, trained end to end
+(slow: nothing is cached).
 
 `train(config, job)` is called by `Job.run` (core.jobs) in the job's thread; it reports to the job
 and writes the run folder (core.runs). Devices are chosen in core.devices, the feature cache is
@@ -34,11 +39,16 @@ from core.messages import ConfigError, Message, N_
 from core.metrics import evaluate
 
 CUT_CACHE_BYTES = 4 * 1024 ** 3  # above this, fine-tuning refuses: the cached cut tensors would not fit
-MAKE_OPTIMIZER = {  # keyed by core.jobs.OPTIMIZERS
-    "adam": lambda lr: keras.optimizers.Adam(lr),
-    "rmsprop": lambda lr: keras.optimizers.RMSprop(lr),
-    "sgd": lambda lr: keras.optimizers.SGD(lr, momentum=0.9),
-}
+OPTIMIZER_CLASSES = {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop,  # core.jobs.OPTIMIZERS
+                     "sgd": keras.optimizers.SGD, "adagrad": keras.optimizers.Adagrad,
+                     "adadelta": keras.optimizers.Adadelta}
+
+
+def make_optimizer(name: str, learning_rate: float, momentum: float = 0.9, nesterov: bool = False):
+    """The Keras optimizer of a core.jobs.OPTIMIZERS name (momentum and Nesterov: SGD's)."""
+    if name == "sgd":
+        return keras.optimizers.SGD(learning_rate, momentum=momentum, nesterov=nesterov)
+    return OPTIMIZER_CLASSES[name](learning_rate)
 
 
 def train(config: TrainConfig, job: Job) -> dict:
@@ -57,6 +67,11 @@ def train(config: TrainConfig, job: Job) -> dict:
     job.set_phase(N_("scan"))
     ds = data_mod.scan(c.data, c.val_fraction, c.test_fraction, c.seed)
     job.log(N_("Dataset {root}: {summary}"), root=ds.root, summary=ds.summary())
+    if c.per_class:
+        total = len(ds.splits["train"])
+        ds.splits["train"] = data_mod.per_class_subset(ds.splits["train"], c.per_class, c.seed)
+        job.log(N_("Training on at most {n} images per class: {kept} of the {total} training images (seed {seed})."),
+                n=c.per_class, kept=len(ds.splits["train"]), total=total, seed=c.seed)
     for w in ds.warnings:
         job.log(N_("Note: {warning}"), warning=w)
     if not ds.splits["validation"]:
@@ -80,6 +95,8 @@ def train(config: TrainConfig, job: Job) -> dict:
             xla=acceleration["xla"])
 
     sets = _decode_or_stream(job, c, ds)
+    if c.color_mode == "grayscale":
+        sets = {split: (pipeline.grayscale(x), y, paths) for split, (x, y, paths) in sets.items()}
     if len(sets["train"][1]) == 0 or len(sets["validation"][1]) == 0:
         raise data_mod.DatasetError(N_("No images could be decoded for training or validation."))
     runs.write_skipped(run_dir, [s.record() for s in ds.skipped])
@@ -95,6 +112,8 @@ def train(config: TrainConfig, job: Job) -> dict:
         with strategy.scope(), precision_policy(mixed):  # models are built and compiled inside
             if c.strategy == "scratch":
                 model, epochs_run = _train_scratch(job, scaled, sets, augment, n_classes, seeds)
+            elif c.end_to_end:
+                model, epochs_run = _train_end_to_end(job, scaled, sets, augment, n_classes, seeds)
             else:
                 model, epochs_run = _train_transfer(job, scaled, sets, augment, n_classes, seeds)
     except Stopped:
@@ -185,10 +204,55 @@ def read_best(run_dir: str) -> dict:
         return {}
 
 
+def build_model(c: TrainConfig, n_classes: int):
+    """The model a resolved config trains, before training: the scratch network, or the transfer
+    model with its base frozen (for fine-tune, the top `unfreeze` layers are unfrozen later)."""
+    channels = 1 if c.color_mode == "grayscale" else 3
+    if c.strategy != "scratch":
+        return models.build_transfer(c.base, c.image_size, n_classes, c.dropout, c.weights, head=c.head,
+                                     head_units=c.head_units, l2=c.l2)
+    if c.network == "dense":
+        return models.build_dense(c.image_size, n_classes, c.dropout, channels=channels, l2=c.l2)
+    return models.build_scratch(c.image_size, n_classes, c.dropout, channels=channels, conv_blocks=c.conv_blocks,
+                                batch_norm=c.batch_norm, l2=c.l2)
+
+
 def _train_scratch(job: Job, c: TrainConfig, sets, augment, n_classes, seeds: LayerSeeds):
     with seeds.building():
-        model = models.build_scratch(c.image_size, n_classes, c.dropout)
-    _compile(model, c, c.learning_rate)
+        model = build_model(c, n_classes)
+    _compile(model, c, c.optimizer, c.learning_rate)
+    checkpoint, epochs = _fit_images(job, c, model, sets, augment, c.epochs, N_("train"))
+    _keep_model(job, model, checkpoint)
+    return model, epochs
+
+
+def _train_end_to_end(job: Job, c: TrainConfig, sets, augment, n_classes, seeds: LayerSeeds):
+    """The frozen base inside the model, every batch augmented, trained end to end (Deep Learning
+    with Python §5.3, the TensorFlow tutorial); for fine-tune, then the top `unfreeze` layers too."""
+    with seeds.building():
+        model = build_model(c, n_classes)
+    _compile(model, c, c.optimizer, c.learning_rate)
+    checkpoint, head_epochs = _fit_images(job, c, model, sets, augment, c.epochs, N_("head"))
+    fine_tune = c.strategy == "fine-tune" and c.unfreeze > 0 and c.fine_tune_epochs > 0
+    if not fine_tune or job.stop_requested:
+        _keep_model(job, model, checkpoint)
+        return model, head_epochs
+    if checkpoint.best_weights is not None:
+        model.set_weights(checkpoint.best_weights)  # fine-tune from the best head, as the cached path does
+    models.unfreeze_top(model, c.unfreeze)
+    _compile(model, c, c.fine_tune_optimizer, c.fine_tune_learning_rate)
+    _log_fine_tune(job, c, model)
+    head_best = checkpoint.best_record["val_accuracy"] if checkpoint.best_record else -1.0
+    checkpoint2, tuned_epochs = _fit_images(job, c, model, sets, augment, c.fine_tune_epochs, N_("fine-tune"),
+                                            epoch_offset=head_epochs, best=head_best)
+    checkpoint2.flush()
+    return model, head_epochs + tuned_epochs
+
+
+def _fit_images(job: Job, c: TrainConfig, model, sets, augment, epochs: int, phase: str, epoch_offset: int = 0,
+                best: float = -1.0):
+    """Train `model` on the images (augmented every batch in the input pipeline); returns its
+    checkpointer and the number of complete epochs."""
     x, y, _ = sets["train"]
     xv, yv, _ = sets["validation"]
     train_ds = pipeline.make_tf_dataset(x, y, c.batch_size, shuffle=True, seed=c.seed,
@@ -196,20 +260,31 @@ def _train_scratch(job: Job, c: TrainConfig, sets, augment, n_classes, seeds: La
     val_ds = pipeline.make_tf_dataset(xv, yv, c.batch_size)
     checkpoint = Checkpointer(job.run_dir, model, min_interval=0)
     steps = -(-len(y) // c.batch_size)
-    epochs = _fit(job, model, train_ds, val_ds, yv, steps, c.epochs, N_("train"), checkpoint)
+    done = _fit(job, model, train_ds, val_ds, yv, steps, epochs, phase, checkpoint, epoch_offset=epoch_offset,
+                best=best)
+    return checkpoint, done
+
+
+def _keep_model(job: Job, model, checkpoint: Checkpointer) -> None:
+    """Save the best epoch's model; stopped inside the first epoch, what it learned so far."""
     if checkpoint.best_record is None and not job.stop_requested:
         raise RuntimeError("Training produced no epoch.")
     if checkpoint.best_record is None:
         runs.save_model(job.run_dir, model)  # stopped inside the first epoch: keep what it learned
     checkpoint.flush()
-    return model, epochs
+
+
+def _log_fine_tune(job: Job, c: TrainConfig, model) -> None:
+    job.log(N_("Fine-tuning the top {layers} layers ({params} trainable parameters) with {optimizer} at learning "
+               "rate {rate}."), layers=c.unfreeze, params=f"{models.trainable_params(model):,}",
+            optimizer=c.fine_tune_optimizer, rate=f"{c.fine_tune_learning_rate:g}")
 
 
 def _train_transfer(job: Job, c: TrainConfig, sets, augment, n_classes, seeds: LayerSeeds):
     """Feature extraction, and for fine-tune the second phase, on cached activations."""
     # Build: the flat transfer model, its base frozen.
     with seeds.building():
-        model = models.build_transfer(c.base, c.image_size, n_classes, c.dropout, c.weights)
+        model = build_model(c, n_classes)
     views = c.views if augment else 1
     x, y, _ = sets["train"]
     xv, yv, _ = sets["validation"]
@@ -233,18 +308,19 @@ def _train_transfer(job: Job, c: TrainConfig, sets, augment, n_classes, seeds: L
 
     # Head: trained alone, on pooled features; its best weights go into the full model.
     if fine_tune:
-        pooled = keras.Model(prefix.outputs, model.get_layer("head_pool").output)
+        pooled = keras.Model(prefix.outputs, models.feature_layer(model).output)
         train_f, val_f = features.pool_cached(pooled, train_cut, views), features.pool_cached(pooled, val_cut, 1)
     else:
         train_f, val_f = train_cut[0], val_cut[0]
     with seeds.building():
-        head = models.build_head(train_f.shape[-1], n_classes, c.dropout)
-    _compile(head, c, c.learning_rate)
-    full_head = model.get_layer("predictions")
+        head = models.build_head(train_f.shape[-1], n_classes, c.dropout, head=c.head, head_units=c.head_units,
+                                 l2=c.l2)
+    _compile(head, c, c.optimizer, c.learning_rate)
 
     def head_into_model(weights):
         head.set_weights(weights)
-        full_head.set_weights(head.get_layer("predictions").get_weights())
+        for name in models.head_weight_layers(head):
+            model.get_layer(name).set_weights(head.get_layer(name).get_weights())
 
     checkpoint = Checkpointer(job.run_dir, model, before_save=head_into_model)
     steps = -(-len(y) // c.batch_size)
@@ -261,9 +337,8 @@ def _train_transfer(job: Job, c: TrainConfig, sets, augment, n_classes, seeds: L
         return model, head_epochs
 
     # Unfreeze and fine-tune: top layers + head, jointly, at a low learning rate, on the cached cut tensors.
-    _compile(suffix, c, c.fine_tune_learning_rate)
-    job.log(N_("Fine-tuning the top {layers} layers ({params} trainable parameters) at learning rate {rate}."),
-            layers=c.unfreeze, params=f"{models.trainable_params(model):,}", rate=f"{c.fine_tune_learning_rate:g}")
+    _compile(suffix, c, c.fine_tune_optimizer, c.fine_tune_learning_rate)
+    _log_fine_tune(job, c, model)
     checkpoint2 = Checkpointer(job.run_dir, model, min_interval=0)
     head_best = checkpoint.best_record["val_accuracy"] if checkpoint.best_record else -1.0
     tuned_epochs = _fit(job, suffix, features.view_dataset(train_cut, y, c.batch_size, c.seed, views, True),
@@ -288,10 +363,10 @@ def _fit(job: Job, model, train_ds, val_ds, val_labels, steps: int, epochs: int,
     return callback.epochs_done
 
 
-def _compile(model, c: TrainConfig, learning_rate: float) -> None:
+def _compile(model, c: TrainConfig, optimizer: str, learning_rate: float) -> None:
     """compile with our loss and metrics, XLA as configured, and under mixed precision the
     softmax output in float32 (float16 probabilities would round the loss of confident predictions)."""
     if keras.mixed_precision.global_policy().name == "mixed_float16":
         model.get_layer("predictions").dtype_policy = "float32"
-    model.compile(MAKE_OPTIMIZER[c.optimizer.lower()](learning_rate), loss="sparse_categorical_crossentropy",
+    model.compile(make_optimizer(optimizer, learning_rate, c.momentum, c.nesterov), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"], jit_compile="auto" if c.xla is None else bool(c.xla))

@@ -91,3 +91,36 @@ def test_geometric_settings_cost_one_resampling_in_the_training_pipeline():
         tf.TensorSpec((None, 16, 16, 3), tf.float32)).graph
     kinds = [op.type for op in graph.get_operations()]
     assert kinds.count("ImageProjectiveTransformV3") == 1
+
+
+def test_fill_modes_fill_what_a_shift_uncovers_as_image_data_generator_did():
+    """Shifted 2 px (content moves left): the two columns that come in from outside the image are the
+    edge pixel repeated (nearest), the image mirrored at its edge (reflect: d c b a | a b c d), or black."""
+    import tensorflow as tf
+
+    from core.augment import resample, transforms
+
+    row = np.array([10, 20, 30, 40, 50, 60], np.float32)
+    img = np.repeat(np.tile(row[None, :, None], (6, 1, 1)), 3, axis=2)
+    matrix = transforms(6, 6, *[tf.constant([v]) for v in (0.0, 2.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0)])
+    expected = {"nearest": [30, 40, 50, 60, 60, 60], "reflect": [30, 40, 50, 60, 60, 50],
+                "constant": [30, 40, 50, 60, 0, 0]}
+    for mode, columns in expected.items():
+        out = np.asarray(resample(tf.constant(img[None]), matrix, mode))[0]
+        assert np.round(out[3, :, 0]).tolist() == columns, mode
+    c = AugmentConfig(width_shift=0.3, fill_mode="constant")
+    assert AugmentConfig.from_dict(c.to_dict()) == c and c.problem() is None
+    assert "nearest, reflect, constant" in str(AugmentConfig(fill_mode="wrap").problem())
+
+
+def test_channel_shift_moves_each_channel_by_its_own_amount_within_the_image_range():
+    img = np.full((8, 8, 3), 100, np.uint8)
+    img[0, 0], img[7, 7] = 20, 200  # the image's range: 20..200
+    aug = build_augmentation(AugmentConfig(channel_shift=30), seed=0)
+    assert [type(l).__name__ for l in aug.layers] == ["RandomChannelShift"]
+    out = np.asarray(aug(np.repeat(img[None].astype(np.float32), 4, axis=0), training=True))
+    shifts = out[:, 3, 3, :] - 100  # one value per image and channel
+    assert np.abs(shifts).max() <= 30 and len({round(float(s), 3) for s in shifts.ravel()}) > 4
+    assert np.allclose(out[:, 1:7, 1:7, :], 100 + shifts[:, None, None, :])  # the whole channel moves
+    assert out.min() >= 20 and out.max() <= 200  # clipped to the image's own range
+    assert (np.asarray(aug(img[None].astype(np.float32), training=False)) == img).all()

@@ -10,7 +10,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = sorted((ROOT / "app_pages").glob("*.py"))
 UI = sorted((ROOT / "ui").glob("*.py"))
-NO_TENSORFLOW = [*PAGES, *UI, ROOT / "core" / "jobs.py", ROOT / "core" / "runs.py"]
+NO_TENSORFLOW = [*PAGES, *UI, ROOT / "core" / "jobs.py", ROOT / "core" / "runs.py", ROOT / "core" / "recipes.py"]
 ENGINE = {"tensorflow", "keras"}
 
 # In a fresh process: import every ui module, and run every page module's top level except its
