@@ -94,7 +94,7 @@ def recipe_title(name: str) -> str:
 
 def recipe_picker() -> recipes.Recipe | None:
     """A published experiment that fills the form (everything stays editable), with its source and result."""
-    picker, about = st.columns([2, 3], gap="medium")
+    picker, about = st.columns(2, gap="medium")
     name = picker.selectbox(t("Recipe"), [""] + list(recipes.RECIPES), format_func=recipe_title, key=RECIPE,
                             on_change=apply_recipe, persist_state=SESSION,
                             help=t("A training published in a book, a blog or a tutorial: choosing one sets "
