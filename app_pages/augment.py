@@ -2,17 +2,19 @@
 from __future__ import annotations
 
 import os
+from functools import partial
 
 import streamlit as st
 
 from core import data, images
-from core.augment import AugmentConfig
-from ui import cache, i18n, state, widgets
-from ui.i18n import N_, t
+from core.augment import FILL_MODE_LABELS, FILL_MODES, AugmentConfig
+from ui import augment_files, cache, i18n, state, widgets
+from ui.i18n import N_, fmt_int, t
 from ui.upload import IMAGE_UPLOAD_MB
 
 PREVIEW_SIZE = 160
 VARIANTS = 12
+DEFAULT_COPIES, MAX_COPIES = 20, 500
 # Slider ranges: (min, max, step, format) per AugmentConfig field.
 RANGES = {
     "rotation": (0.0, 180.0, 5.0, "%.0f°"),
@@ -23,6 +25,7 @@ RANGES = {
     "brightness": (0.0, 0.5, 0.05, "%.2f"),
     "contrast": (0.0, 0.9, 0.05, "%.2f"),
     "hue": (0.0, 0.5, 0.02, "%.2f"),
+    "channel_shift": (0.0, 100.0, 5.0, "%.0f"),
 }
 FLIPS = ("horizontal_flip", "vertical_flip")
 HELP = {
@@ -34,10 +37,12 @@ HELP = {
     "brightness": N_("Random brightness change, as a fraction of the value range."),
     "contrast": N_("Random contrast change, as a fraction."),
     "hue": N_("Random hue shift, as a fraction of a full turn of the colour wheel."),
+    "channel_shift": N_("Random shift of each colour channel, up to this many levels of 255 (Keras' "
+                        "channel_shift_range)."),
 }
 LABELS = {"rotation": N_("Rotation"), "width_shift": N_("Width shift"), "height_shift": N_("Height shift"),
           "shear": N_("Shear"), "zoom": N_("Zoom"), "brightness": N_("Brightness"), "contrast": N_("Contrast"),
-          "hue": N_("Hue"), "horizontal_flip": N_("Horizontal flip"), "vertical_flip": N_("Vertical flip")}
+          "hue": N_("Hue"), "channel_shift": N_("Channel shift"), "horizontal_flip": N_("Horizontal flip"), "vertical_flip": N_("Vertical flip")}
 
 
 def main() -> None:
@@ -47,16 +52,23 @@ def main() -> None:
         "learn the object rather than the pixels. Move a slider and the grid shows what training "
         "will see: these are the very layers, and the very settings, that the Train page uses when "
         "augmentation is on."))
-    image = image_picker()
+    image, name = image_picker()
+    editor(image, name)
+
+
+@st.fragment
+def editor(image, name: str | None) -> None:
+    """The settings and the grid: a slider reruns only this part of the page, so the grid follows at once."""
     settings, grid = st.columns([1, 2], gap="large")
     with settings:
         config = augment_sliders()
     with grid:
         variants_grid(image, config)
+        download_copies(image, name, config)
 
 
-def image_picker():
-    """One image to augment: from the current dataset, or uploaded."""
+def image_picker() -> tuple:
+    """One image to augment, from the current dataset or uploaded, and its file name: (None, None) if none."""
     source = st.radio(t("Image"), [N_("From the dataset"), N_("Upload one")], format_func=t, horizontal=True,
                       key="aug_source", persist_state="session")
     if source == "Upload one":
@@ -64,17 +76,17 @@ def image_picker():
                                   key="aug_upload", max_upload_size=IMAGE_UPLOAD_MB)
         if upload is None:
             st.caption(t("Choose a file to see it augmented."))
-            return None
+            return None, None
         try:
-            return images.load_image(upload, PREVIEW_SIZE)
+            return images.load_image(upload, PREVIEW_SIZE), upload.name
         except ValueError as e:
             st.error(t("{name} cannot be used: {why}.", name=widgets.plain(upload.name), why=widgets.plain(e)))
-            return None
+            return None, None
     try:
         ds = state.current_dataset()
     except data.DatasetError as e:
         st.error(widgets.plain(i18n.error_text(e)))
-        return None
+        return None, None
     items = ds.splits["train"]
     left, right = st.columns(2)
     label = left.selectbox(t("Class"), range(len(ds.classes)), format_func=lambda i: ds.classes[i],
@@ -82,7 +94,9 @@ def image_picker():
     paths = [p for p, lab in items if lab == label]
     path = right.selectbox(t("File"), paths, format_func=lambda p: images.display_name(os.path.basename(p)),
                            key="aug_file", persist_state="session")
-    return cache.thumbnail(path, PREVIEW_SIZE) if path else None
+    if not path:
+        return None, None
+    return cache.thumbnail(path, PREVIEW_SIZE), os.path.basename(path)
 
 
 def augment_sliders() -> AugmentConfig:
@@ -106,6 +120,10 @@ def augment_sliders() -> AugmentConfig:
                                  key=f"aug_{name}", help=t(HELP[name]))
     for name in FLIPS:
         values[name] = st.checkbox(t(LABELS[name]), key=f"aug_{name}")
+    values["fill_mode"] = st.radio(t("Fill the uncovered corners with"), FILL_MODES, horizontal=True,
+                                   format_func=lambda mode: t(FILL_MODE_LABELS[mode]), key="aug_fill_mode",
+                                   help=t("Turning, shifting or zooming out uncovers parts of the frame: copy the "
+                                          "nearest edge pixel, mirror the image, or leave them black."))
     config = AugmentConfig.from_dict(values)
     state.set_augment_config(config)
     return config
@@ -119,6 +137,8 @@ def apply_preset(config: AugmentConfig) -> None:
 
 def widget_value(name: str, value):
     """The control's value: within the slider's range (a link's value may lie outside it)."""
+    if name == "fill_mode":
+        return str(value)
     if name in FLIPS:
         return bool(value)
     low, high = RANGES[name][:2]
@@ -137,6 +157,23 @@ def variants_grid(image, config: AugmentConfig) -> None:
     variants = cache.augment_preview(image, config.to_dict(), VARIANTS - 1, st.session_state.get("aug_seed", 0))
     widgets.image_grid([image] + variants, [t("original")] + [t("variant {i}", i=i) for i in range(1, VARIANTS)],
                        columns=4)
+
+
+def download_copies(image, name: str | None, config: AugmentConfig) -> None:
+    """N augmented copies of the image as PNG files in a zip (made when the button is clicked)."""
+    if image is None:
+        return
+    count, button = st.columns([1, 2], vertical_alignment="bottom")
+    n = int(count.number_input(t("Copies"), 1, MAX_COPIES, value=DEFAULT_COPIES, key="aug_copies",
+                               help=t("How many augmented copies to write, as the course writes them to disk.")))
+    stem = augment_files.ascii_stem(name)
+    button.download_button(
+        t("Download {n} augmented copies (zip of PNG files)", n=fmt_int(n)),
+        data=partial(augment_files.augmented_zip, image, config.to_dict(), n, st.session_state.get("aug_seed", 0),
+                     stem),
+        file_name=augment_files.zip_name(stem), mime="application/zip", key="aug_download", on_click="ignore",
+        icon=":material/download:",
+        help=t("{size} px PNG files, drawn afresh with the settings above.", size=fmt_int(PREVIEW_SIZE)))
 
 
 main()

@@ -3,29 +3,14 @@ from __future__ import annotations
 
 import time
 
-import pandas as pd
 import streamlit as st
 
-from core import data, pipeline, runs
-from core.backbones import BACKBONES
-from core.jobs import DEFAULT_DROPOUT, DEFAULT_EPOCHS, DEFAULT_FINE_TUNE_EPOCHS, DEFAULT_LEARNING_RATE, DEFAULTS, \
-    OPTIMIZERS, REGISTRY, STRATEGIES, STRATEGY_LABELS, NotYours, TrainConfig, UnknownJob, write_failure_sentence
-from ui import cache, charts, i18n, live, state, widgets
-from ui.i18n import N_, fmt_int, fmt_num, nt, t
+from core import data, runs
+from core.jobs import REGISTRY, NotYours, TrainConfig, UnknownJob, write_failure_sentence
+from ui import charts, i18n, live, state, train_form, widgets
+from ui.i18n import fmt_int, nt, t
 
-STRATEGY_HELP = {
-    "scratch": N_("A small convnet learns everything from your images (rungs 1–2 of the ladder)."),
-    "feature-extraction": N_("A network pretrained on ImageNet stays frozen; only a new head learns (rung 3)."),
-    "fine-tune": N_("The head first, then the top layers of the base too, at a low learning rate (rung 4)."),
-}
-# The layer table's columns (core.models.layer_table's keys) as the user reads them.
-LAYER_COLUMNS = {"from_top": "#", "name": N_("name"), "type": N_("type"), "params": N_("params"),
-                 "trains": N_("trains"), "note": N_("note")}
-IMAGE_SIZES = [48, 64, 96, 128, 160, 192, 224, 299]
-BATCH_SIZES = [8, 16, 32, 64, 128]
-LEARNING_RATES = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2]
 LOG_LINES = 12
-SESSION = "session"  # persist_state: the settings survive page switches
 
 
 def main() -> None:
@@ -39,164 +24,27 @@ def main() -> None:
     except data.DatasetError as e:
         st.error(t("The current dataset cannot be used: {why}", why=widgets.plain(i18n.error_text(e))))
         ds = None
-    config = settings(ds)
-    if config.strategy != "scratch":
-        base_layers_table(config, num_classes(ds))
+    config = train_form.settings(ds)
     start_button(config, ds)
     if config.strategy != "scratch":
         live.cache_controls(config.runs_dir)
     job_area()
 
 
-def strategy_label(strategy: str) -> str:
-    return t(STRATEGY_LABELS[strategy])
-
-
-def settings(ds) -> TrainConfig:
-    """Every setting of one training: the strategy, then four columns."""
-    strategy = st.radio(t("Strategy"), STRATEGIES, index=STRATEGIES.index(DEFAULTS.strategy), horizontal=True,
-                        format_func=strategy_label, captions=[t(STRATEGY_HELP[s]) for s in STRATEGIES],
-                        key="strategy", persist_state=SESSION)
-    columns = st.columns(4, gap="medium")
-    with columns[0]:
-        chosen = model_settings(strategy)
-    with columns[1]:
-        chosen |= schedule_settings(strategy)
-    with columns[2]:
-        chosen |= optimizer_settings(strategy)
-    with columns[3]:
-        chosen |= data_settings(strategy)
-    chosen["unfreeze"] = unfreeze_slider(chosen["base"], num_classes(ds)) if strategy == "fine-tune" else 0
-    val_fraction, test_fraction, _ = state.split_settings()
-    return TrainConfig(data=state.dataset_path(), strategy=strategy, augment_config=state.augment_config().to_dict(),
-                       val_fraction=val_fraction, test_fraction=test_fraction, runs_dir=state.runs_dir(), **chosen)
-
-
-def model_settings(strategy: str) -> dict:
-    """The pretrained base, the image size and the batch size."""
-    return {
-        "base": st.selectbox(t("Pretrained base"), list(BACKBONES), format_func=lambda k: BACKBONES[k].label,
-                             key="base", disabled=strategy == "scratch", persist_state=SESSION,
-                             help=t("The ImageNet network whose features are reused (not used from scratch).")),
-        "image_size": st.select_slider(t("Image size (px)"), IMAGE_SIZES, value=DEFAULTS.image_size,
-                                       key="image_size", persist_state=SESSION),
-        "batch_size": st.select_slider(t("Batch size"), BATCH_SIZES, value=DEFAULTS.batch_size, key="batch_size",
-                                       persist_state=SESSION),
-    }
-
-
-def schedule_settings(strategy: str) -> dict:
-    """Epochs of each phase and dropout (defaults per strategy, as the engine's)."""
-    fine_tune = strategy == "fine-tune"
-    return {
-        "epochs": int(st.number_input(t("Epochs (head)") if fine_tune else t("Epochs"), 1, 500,
-                                      value=DEFAULT_EPOCHS[strategy], key=f"epochs_{strategy}",
-                                      persist_state=SESSION)),
-        "fine_tune_epochs": int(st.number_input(t("Fine-tune epochs"), 1, 500, value=DEFAULT_FINE_TUNE_EPOCHS,
-                                                key="fine_tune_epochs", disabled=not fine_tune,
-                                                persist_state=SESSION)),
-        "dropout": st.slider(t("Dropout"), 0.0, 0.9, step=0.05, value=DEFAULT_DROPOUT[strategy],
-                             key=f"dropout_{strategy}", persist_state=SESSION),
-    }
-
-
-def optimizer_settings(strategy: str) -> dict:
-    """The optimizer and its learning rates (a low one for fine-tuning, as the references insist)."""
-    return {
-        "optimizer": st.selectbox(t("Optimizer"), OPTIMIZERS, key="optimizer", persist_state=SESSION),
-        "learning_rate": st.select_slider(t("Learning rate"), LEARNING_RATES, value=DEFAULT_LEARNING_RATE,
-                                          format_func="{:g}".format, key="learning_rate", persist_state=SESSION),
-        "fine_tune_learning_rate": st.select_slider(
-            t("Fine-tune learning rate"), LEARNING_RATES, value=DEFAULTS.fine_tune_learning_rate,
-            format_func="{:g}".format, key="fine_tune_learning_rate", disabled=strategy != "fine-tune",
-            persist_state=SESSION),
-    }
-
-
-def data_settings(strategy: str) -> dict:
-    """Augmentation on or off (its settings come from the Augment page), views, seed."""
-    augment = st.toggle(t("Data augmentation"), key="augment", persist_state=SESSION)
-    st.caption(t("{augmentation} — set on the Augment page.",
-                 augmentation=widgets.describe_augment(state.augment_config())))
-    views = st.number_input(t("Augmented views per image"), 1, 16, value=DEFAULTS.views, key="views",
-                            persist_state=SESSION,
-                            disabled=not augment or strategy == "scratch",
-                            help=t("Feature extraction caches the base's output for this many augmented "
-                                   "versions of every training image."))
-    seed = widgets.seed_input(t("Seeds the weights, the shuffling and (for a folder of class folders) the split."))
-    return {"augment": augment, "views": int(views), "seed": int(seed)}
-
-
-def num_classes(ds) -> int:
-    return len(ds.classes) if ds else 2
-
-
-def unfreeze_slider(base: str, n_classes: int) -> int:
-    """How many layers of the base, counted from the top, train in the fine-tune phase."""
-    rows, _ = cache.base_layers(base, n_classes, 0)
-    return st.slider(t("Layers of {base} to unfreeze (from the top)", base=BACKBONES[base].label), 0, len(rows),
-                     value=min(BACKBONES[base].default_unfreeze, len(rows)), key=f"unfreeze_{base}",
-                     persist_state=SESSION,
-                     help=t("BatchNormalization layers stay frozen, in inference mode, as the references advise."))
-
-
-def base_layers_table(config: TrainConfig, num_classes: int) -> None:
-    """The base's layers, top first, with those that will train highlighted."""
-    n = config.unfreeze if config.strategy == "fine-tune" else 0
-    rows, trainable = cache.base_layers(config.base, num_classes, n)
-    total = sum(r["params"] for r in rows)
-    label = BACKBONES[config.base].label
-    with st.expander(t("{base}: {layers} layers · {params} trainable parameters", base=label,
-                       layers=fmt_int(len(rows)), params=fmt_int(trainable)),
-                     expanded=config.strategy == "fine-tune"):
-        cols = st.columns(3)
-        cols[0].metric(t("Layers unfrozen"), t("{n} of {total}", n=fmt_int(n), total=fmt_int(len(rows))))
-        cols[1].metric(t("Trainable parameters"), fmt_int(trainable), help=t("The head's and the unfrozen layers'."))
-        cols[2].metric(t("Base parameters"), fmt_int(total))
-        st.dataframe(layer_table(rows), hide_index=True, height=300, key="layer_table",
-                     column_config={t("trains"): st.column_config.CheckboxColumn(t("trains"))})
-
-
-def layer_table(rows: list[dict]):
-    """The rows in the reader's language (the note, the headers), those that will train highlighted."""
-    table = pd.DataFrame(rows, columns=list(LAYER_COLUMNS))
-    table["note"] = [t(note) if note else note for note in table["note"]]
-    trains = list(table["trains"])
-    table = table.rename(columns={key: t(header) for key, header in LAYER_COLUMNS.items()})
-    green = "background-color: rgba(84, 162, 75, 0.18)"
-    return table.style.apply(lambda row: [green if trains[row.name] else ""] * len(row), axis=1)
-
-
-def memory_note(ds, size: int) -> str:
-    """Where the decoded images will live: in memory within the budget, else read from the files."""
-    need = pipeline.decoded_bytes(sum(len(items) for items in ds.splits.values()), size)
-    try:
-        budget = pipeline.memory_budget()
-    except data.DatasetError as e:
-        return i18n.error_text(e)
-    if need <= budget:
-        return t("Decoded at {size} px the images take {need} MB: kept in memory.",
-                 size=fmt_int(size), need=fmt_num(need / 1e6, 0))
-    return t("Decoded at {size} px the images would take {need} MB, over the memory budget of {budget} MB: "
-             "they will be read from the files batch by batch, every epoch ({variable} sets the budget).",
-             size=fmt_int(size), need=fmt_num(need / 1e6, 0), budget=fmt_num(budget / 1e6, 0),
-             variable=pipeline.BUDGET_ENV)
-
-
 def start_button(config: TrainConfig, ds) -> None:
     """Start: the training joins the server's queue; the reason when it cannot start."""
-    problem = None
-    if ds is None:
-        problem = t("Choose a usable dataset on the Dataset page first.")
-    elif config.strategy != "scratch":
-        problem = BACKBONES[config.base].size_problem(config.image_size)
-        problem = i18n.tm(problem) if problem else None
+    problem = train_form.start_problem(config, ds)
     if problem:
         st.warning(problem)
     else:
         st.caption(t("Trains on {folder} — {summary}. {memory}", folder=widgets.plain(ds.root),
-                     summary=widgets.plain(i18n.tm(ds.summary())), memory=memory_note(ds, config.image_size)))
-    if st.button(t("Start training"), type="primary", key="start", disabled=bool(problem),
+                     summary=widgets.plain(i18n.tm(ds.summary())),
+                     memory=train_form.memory_note(ds, config.image_size)))
+    slow = None if problem else train_form.slow_note(config, ds)
+    if slow:
+        st.info(slow, icon=":material/hourglass_top:")
+    ready = not problem and train_form.weights_ready(config)
+    if st.button(t("Start training"), type="primary", key="start", disabled=not ready,
                  help=t("This server runs {n} trainings at a time; the others wait their turn in a queue.",
                         n=fmt_int(REGISTRY.workers))):
         try:
@@ -244,6 +92,9 @@ def job_report(job) -> None:
     st.caption(t("{strategy} · {base} · {size} px · started {time} · dataset {folder}", strategy=c["strategy"],
                  base=c["base"], size=fmt_int(c["image_size"]),
                  time=time.strftime("%H:%M:%S", time.localtime(snap["started"])), folder=widgets.plain(c["data"])))
+    recipe = train_form.recipe_line(c)
+    if recipe:
+        st.caption(recipe)
     st.markdown(headline(snap), help=t("Phases: scan, decode, features (train / validation), head, fine-tune, "
                                        "train (scratch), evaluate."))
     queue_summary()

@@ -95,7 +95,7 @@ def wait_for(job, timeout=120) -> None:
 def start_small_training(at: AppTest, strategy="scratch", epochs=2, size=48) -> AppTest:
     """On the Train page: a tiny training that takes a few seconds on two cores."""
     at.radio(key="strategy").set_value(strategy).run()
-    at.select_slider(key="image_size").set_value(size)
+    at.number_input(key="image_size").set_value(size).run()  # the weights Start needs depend on the size
     at.select_slider(key="batch_size").set_value(8)
     at.number_input(key=f"epochs_{strategy}").set_value(epochs)
     at.button(key="start").click().run()
@@ -197,8 +197,8 @@ def test_sliders_make_the_one_augment_config_and_the_grid(env):
     config = at.session_state["augment_config"]
     assert config["rotation"] == 90 and config["vertical_flip"] is True
     at.button(key="aug_none").click().run()
-    assert at.session_state["augment_config"] == {k: (False if isinstance(v, bool) else 0.0)
-                                                  for k, v in config.items()}
+    assert at.session_state["augment_config"] == {k: (False if isinstance(v, bool) else v if isinstance(v, str)
+                                                      else 0.0) for k, v in config.items()}  # fill_mode: a word
     assert at.slider(key="aug_rotation").value == 0
     at.button(key="aug_light").click().run()
     assert at.session_state["augment_config"]["shear"] == 0.2 and at.slider(key="aug_zoom").value == 0.2
@@ -355,13 +355,13 @@ def test_a_failing_job_shows_its_error(env, shapes):
 def test_settings_survive_a_page_switch(env):
     at = open_app("train")
     at.radio(key="strategy").set_value("scratch").run()
-    at.select_slider(key="image_size").set_value(64).run()
+    at.number_input(key="image_size").set_value(64).run()
     at.number_input(key="epochs_scratch").set_value(3).run()
     at.switch_page("app_pages/evaluate.py").run()
     at.switch_page("app_pages/train.py").run()
     assert_clean(at)
     assert at.radio(key="strategy").value == "scratch"
-    assert at.select_slider(key="image_size").value == 64
+    assert at.number_input(key="image_size").value == 64
     assert at.number_input(key="epochs_scratch").value == 3
 
 

@@ -78,6 +78,13 @@ def set_augment_config(config: AugmentConfig) -> None:
     _remember(AUGMENT, config.to_dict())
 
 
+def augment_chosen() -> bool:
+    """The person went to the Augment page and left some augmentation set there: the Train page's
+    augmentation switch starts on (until switched there)."""
+    stored = st.session_state.get(AUGMENT)
+    return stored is not None and any(value for value in stored.values() if not isinstance(value, str))
+
+
 def run_looked_at() -> str | None:
     """The id of the run last looked at (Evaluate's test results, Inspect, Visualize, Predict)."""
     return st.session_state.get(RUN)
@@ -148,7 +155,10 @@ def encode_augment(config: dict | None) -> str | None:
     default (classic) settings, 'none' for none at all."""
     if config is None or AugmentConfig.from_dict(config) == AugmentConfig.classic():
         return None
-    parts = [f"{name}:{float(value):g}" for name, value in AugmentConfig.from_dict(config).to_dict().items() if value]
+    default = AugmentConfig().to_dict()
+    parts = [f"{name}:{value}" if isinstance(value, str) else f"{name}:{float(value):g}"
+             for name, value in AugmentConfig.from_dict(config).to_dict().items()
+             if value and value != default[name]]
     return ",".join(parts) or AUGMENT_NONE
 
 
@@ -157,17 +167,24 @@ def decode_augment(asked: str) -> dict:
     number from 0 up (the Augment page keeps each one within its slider)."""
     known = {f.name: f.type for f in fields(AugmentConfig)}
     values = {}
+    unreadable = BadLink(N_("The augmentation settings of this link cannot be read, so the classic settings "
+                            "are used."))
     for part in ([] if asked == AUGMENT_NONE else asked.split(",")):
         name, _, text = part.partition(":")
+        if known.get(name) in (str, "str"):  # a word (the fill mode): checked by AugmentConfig below
+            values[name] = text
+            continue
         try:
             value = float(text)
         except ValueError:
             value = -1.0
         if name not in known or not math.isfinite(value) or value < 0:
-            raise BadLink(N_("The augmentation settings of this link cannot be read, so the classic settings "
-                             "are used."))
+            raise unreadable
         values[name] = bool(value) if known[name] in (bool, "bool") else value
-    return AugmentConfig(**values).to_dict()
+    config = AugmentConfig(**values)
+    if config.problem():
+        raise unreadable
+    return config.to_dict()
 
 
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{8,64}")
