@@ -294,6 +294,16 @@ def grad_cam(model: keras.Model, image, class_index: int | None = None,
     return heat.astype(np.float32), int(c), probs.numpy()
 
 
+def warm_up(model: keras.Model) -> None:
+    """Trace what a first look at the model needs (its probabilities and the default Grad-CAM) on
+    a blank image, so that the first real image only runs them: seconds of tracing moved to when
+    the model is chosen, in the background."""
+    h, w = _input_hw(model)
+    blank = np.zeros((h or 224, w or 224, 3), np.uint8)
+    probabilities(model, blank)
+    grad_cam(model, blank)
+
+
 def overlay(image_uint8: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4,
             colormap: int = cv2.COLORMAP_JET) -> np.ndarray:
     """The heatmap (0..1, any resolution) colored and blended onto the image: uint8 RGB (H, W, 3).

@@ -272,3 +272,16 @@ def test_overlay_of_grad_cam_on_the_original_image(patch_model):
     out = explain.overlay(image, heat)
     r, c = CORNERS["top-right"]
     assert out[r + 3, c + 3, 0] > out[SIZE - 4, 3, 0]  # redder where the evidence is
+
+
+def test_warming_up_a_model_leaves_its_first_grad_cam_nothing_to_trace():
+    from core.cam_methods import DEFAULT_CAM_METHOD
+
+    model = make_tiny_convnet()
+    explain.warm_up(model)  # what Inspect starts in the background when the model is chosen
+    key = ("grad_cam", explain.last_conv_layer(model), DEFAULT_CAM_METHOD)
+    traced = explain.compiled(model, key, lambda: pytest.fail("warm_up did not build the Grad-CAM"))
+    assert traced.experimental_get_tracing_count() == 1
+    image = np.random.default_rng(0).integers(0, 255, (40, 40, 3), dtype=np.uint8)
+    explain.grad_cam(model, image)  # the first real image: run, not traced again
+    assert traced.experimental_get_tracing_count() == 1

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import io
 import os
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -142,6 +143,28 @@ def _load_pretrained(key: str):
     from core import pretrained
 
     return pretrained.load(key)
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _warming(ref: tuple) -> threading.Thread:
+    """Once per model and server: load it and trace its first explanations in the background."""
+    def work() -> None:
+        from core import explain
+
+        try:
+            explain.warm_up(_load_pretrained(ref[1]) if ref[0] == PRETRAINED else _load_model(*ref))
+        except Exception:  # noqa: BLE001  best effort: the page says what is wrong when someone asks
+            pass
+
+    thread = threading.Thread(target=work, name="warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
+def warm(ref: tuple) -> None:
+    """Start loading the model and tracing its Grad-CAM as soon as it is chosen, while the person
+    picks an image: the first Grad-CAM then takes a fraction of a second instead of seconds."""
+    _warming(ref)
 
 
 @spinning(N_("Loading the model…"))

@@ -70,10 +70,13 @@ def picker() -> Subject | None:
                       format_func=lambda s: t(SOURCES[s]),
                       help=t("A pretrained ImageNet classifier needs no training: it knows 1,000 everyday "
                              "classes (animals, objects, food), so every lesson of these pages works at once."))
-    if source == "pretrained":
-        return classifier_picker()
-    run = inside.run_picker()
-    return of_run(run) if run else None
+    subject = classifier_picker() if source == "pretrained" else None
+    if source != "pretrained":
+        run = inside.run_picker()
+        subject = of_run(run) if run else None
+    if subject is not None:
+        inside.warm(subject.ref)
+    return subject
 
 
 def classifier_picker() -> Subject | None:
