@@ -51,7 +51,7 @@ def main() -> None:
         "of every image at every epoch (turned, shifted, zoomed, flipped, recoloured), so it has to "
         "learn the object rather than the pixels. Move a slider and the grid shows what training "
         "will see: these are the very layers, and the very settings, that the Train page uses when "
-        "augmentation is on."))
+        "augmentation is on."), page="augment")
     image, name = image_picker()
     editor(image, name)
 

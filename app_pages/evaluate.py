@@ -31,7 +31,7 @@ def main() -> None:
         "A model is judged on images it never trained on: the test split (or validation, when the "
         "dataset has no test split). The confusion matrix shows which classes it mixes up; choose a cell "
         "to see those very images and how sure the model was. The table lists every run in the shape of "
-        "the ladder: from scratch, with augmentation, feature extraction, fine-tuning."))
+        "the ladder: from scratch, with augmentation, feature extraction, fine-tuning."), page="evaluate")
     runs = list_runs(state.runs_dir(), REGISTRY.active_run_dirs())
     if not runs:
         st.info(t("No run yet: start one on the Train page."))

@@ -21,7 +21,7 @@ def main() -> None:
         "A trained network is not a black box: every layer is a stack of images (feature maps) you can "
         "look at, and the gradient of a class score tells which parts of the photo that score depends on. "
         "Choose a trained run or a pretrained ImageNet classifier, then an image: one of the run's test "
-        "images, a sample photo or one of yours."))
+        "images, a sample photo or one of yours."), page="inspect")
     subject = subjects.picker()
     if subject is None:
         return

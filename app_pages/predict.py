@@ -32,7 +32,7 @@ def main() -> None:
         "A trained model at work on images it has never seen: upload a few, or classify a whole folder "
         "on the server and download the answers as a CSV. Every image is cropped and resized exactly as "
         "the run's training images were. Export the model to use it outside Transfer Lab. A pretrained "
-        "ImageNet classifier needs no run: it names the 1,000 classes it knows in any photo."))
+        "ImageNet classifier needs no run: it names the 1,000 classes it knows in any photo."), page="predict")
     subject = subjects.picker()
     if subject is None:
         return
@@ -104,6 +104,10 @@ def uploads_panel(subject: subjects.Subject) -> None:
         st.caption(t("The first {shown} of {n} images; the table has them all.", shown=fmt_int(GALLERY_MAX),
                      n=fmt_int(len(good))))
     rows_table(rows, list(subject.classes), "predict_uploads_table")
+    if not subject.pretrained:
+        st.caption(t("A model only knows its own classes: a photo of anything else still gets one of them, often "
+                     "with a high probability. The probability says which of its classes fits best, not that the "
+                     "photo shows one of them."))
 
 
 def folder_panel(subject: subjects.Subject) -> None:

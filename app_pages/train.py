@@ -18,7 +18,7 @@ def main() -> None:
         "Choose how to train: from scratch, on the features of a network pretrained on ImageNet, or by "
         "fine-tuning its top layers. Training runs in the background; the curves show, batch by batch, "
         "whether the model learns (training loss falls) and whether it generalises (validation accuracy "
-        "rises) — a widening gap between the two is overfitting."))
+        "rises) — a widening gap between the two is overfitting."), page="train")
     try:
         ds = state.current_dataset()
     except data.DatasetError as e:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from ui import inside, inside_charts, results, widgets
+from ui import glossary, inside, inside_charts, results, widgets
 from ui import subject as subjects
 from ui.i18n import N_, fmt_int, fmt_num, fmt_pct, nt, t
 from ui.long_task import LongTask
@@ -25,7 +25,7 @@ def main() -> None:
     widgets.page_intro(t("Visualize"), t(
         "Here the image is not given, it is computed: gradient ascent changes the pixels themselves, "
         "either to excite one part of the network or to fool it. The optimizations take from seconds to "
-        "a minute on a CPU; each shows its progress and can be cancelled."))
+        "a minute on a CPU; each shows its progress and can be cancelled."), page="visualize")
     subject = subjects.picker()
     if subject is None:
         return
@@ -205,7 +205,7 @@ def adversarial_panel(subject: subjects.Subject) -> None:
     pred = int(probs.argmax())
     cols = st.columns(3)
     method = cols[0].radio(t("Attack"), list(ATTACKS), key="vis_adv_method", horizontal=True,
-                           format_func=lambda m: t(ATTACKS[m]))
+                           format_func=lambda m: t(ATTACKS[m]), help=glossary.help_of("fgsm"))
     levels = cols[1].slider(t("Epsilon (pixel levels out of 255)"), 0.5, 16.0, 2.0, step=0.5, key="vis_adv_eps",
                             help=t("The most any pixel may change, in levels of the 0..255 range."))
     target, steps = None, 10
@@ -290,6 +290,10 @@ def accuracy_panel(subject: subjects.Subject) -> None:
     work = task.work
     if work and work.get("points"):
         task.view.plotly_chart(inside_charts.accuracy_vs_epsilon(work["points"], work["n"]), key="vis_acc_chart")
+        task.view.caption(t("Why accuracy can rise again at large ε: FGSM takes one step of size ε in the direction "
+                            "that raised the loss at the original image. A small step fools the model; a large one "
+                            "overshoots and turns the photo into mostly noise, and what the model answers for noise "
+                            "happens to be the right class for some of the images."))
     elif work and work.get("status") in ("cancelled", "interrupted"):
         task.view.caption(t("The measurement was stopped before it finished."))
 

@@ -96,7 +96,8 @@ def train(config: TrainConfig, job: Job) -> dict:
         job.log(N_("{replicas} replicas ({strategy}): batch {batch} per replica, {total} in all."),
                 replicas=replicas, strategy=acceleration["strategy"], batch=c.batch_size,
                 total=acceleration["global_batch_size"])
-    job.log(N_("Mixed precision on; XLA {xla}.") if mixed else N_("Mixed precision off; XLA {xla}."),
+    job.log(N_("Speed-ups: mixed precision (16-bit maths on a GPU) on; XLA (compiling the model) {xla}.") if mixed
+            else N_("Speed-ups: mixed precision (16-bit maths on a GPU) off; XLA (compiling the model) {xla}."),
             xla=acceleration["xla"])
 
     runs.write_skipped(run_dir, [s.record() for s in ds.skipped])

@@ -48,3 +48,14 @@ def texts(at: AppTest) -> str:
     parts += [w.value for w in at.warning] + [i.value for i in at.info] + [m.label for m in at.metric]
     parts += [s.value for s in at.subheader]
     return "\n".join(str(p) for p in parts)
+
+
+def start_small_training(at: AppTest, strategy="scratch", epochs=2, size=48) -> AppTest:
+    """On the Train page: a tiny training that takes a few seconds on two cores."""
+    at.radio(key="strategy").set_value(strategy).run()
+    at.number_input(key="image_size").set_value(size).run()  # the weights Start needs depend on the size
+    at.select_slider(key="batch_size").set_value(8)
+    at.number_input(key=f"epochs_{strategy}").set_value(epochs)
+    at.button(key="start").click().run()
+    assert_clean(at)
+    return at

@@ -21,7 +21,7 @@ from core.sample import make_shapes
 from core.jobs import JobRegistry
 from ui.results import confusion_cells
 
-from apptest_helpers import assert_clean, open_app, texts  # noqa: E402
+from apptest_helpers import assert_clean, open_app, start_small_training, texts  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.timeout(180)
@@ -90,17 +90,6 @@ def png_bytes(size=40) -> bytes:
 def wait_for(job, timeout=120) -> None:
     job.thread.join(timeout)
     assert not job.active, "the training job did not finish in time"
-
-
-def start_small_training(at: AppTest, strategy="scratch", epochs=2, size=48) -> AppTest:
-    """On the Train page: a tiny training that takes a few seconds on two cores."""
-    at.radio(key="strategy").set_value(strategy).run()
-    at.number_input(key="image_size").set_value(size).run()  # the weights Start needs depend on the size
-    at.select_slider(key="batch_size").set_value(8)
-    at.number_input(key=f"epochs_{strategy}").set_value(epochs)
-    at.button(key="start").click().run()
-    assert_clean(at)
-    return at
 
 
 def test_streamlit_leaves_the_keras_session_of_a_running_training_alone(env):

@@ -20,7 +20,7 @@ from core.augment import AugmentConfig
 from core.sample import make_shapes
 from ui import folders, state
 
-from apptest_helpers import APP, assert_clean, isolate_app, open_app, texts
+from apptest_helpers import APP, assert_clean, isolate_app, open_app, start_small_training, texts
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -103,12 +103,8 @@ def test_a_dataset_link_that_cannot_be_used_falls_back_to_the_sample_with_a_warn
 def test_a_refresh_during_a_training_shows_the_job_and_its_dataset(env, shapes):
     at = open_typed(open_app(), shapes)
     at.switch_page("app_pages/train.py").run()
-    at.radio(key="strategy").set_value("scratch").run()
-    at.select_slider(key="image_size").set_value(48)
-    at.select_slider(key="batch_size").set_value(8)
-    at.number_input(key="epochs_scratch").set_value(30).run()
-    at.button(key="start").click().run()
     assert_clean(at)
+    start_small_training(at, epochs=30)
     job = core.jobs.REGISTRY.latest()
     try:
         assert job is not None and job.active

@@ -7,7 +7,7 @@ import re
 import streamlit as st
 
 from core.images import display_name
-from ui import presenter, state
+from ui import glossary, presenter, state
 from ui.i18n import N_, fmt_int, fmt_num, fmt_pct, t
 
 # The characters that start Markdown anywhere in a line (CommonMark, GitHub's tables, strikethrough
@@ -45,7 +45,7 @@ def plain(text) -> str:
     return _BLOCK_START.sub(lambda m: m[1] + (m[2] + "\\" if m[2].isdigit() else "\\" + m[2]), escaped)
 
 
-def page_intro(title: str, text: str) -> None:
+def page_intro(title: str, text: str, page: str | None = None) -> None:
     """The page title and two or three sentences on what the user sees and why it matters (both
     already translated: page_intro(t("Dataset"), t("Everything starts..."))."""
     st.title(title)
@@ -54,6 +54,8 @@ def page_intro(title: str, text: str) -> None:
             st.markdown(text)
     else:
         st.markdown(text)
+    if page:
+        glossary.words_on(page)
 
 
 def seed_input(help_text: str) -> int:
