@@ -42,6 +42,8 @@ def main() -> None:
         return
     compare_curves(chosen)
     run = detail_picker(chosen)
+    if run.has_model:
+        inside.warm(inside.model_ref(run))  # Grad-CAM here or on Inspect next will not wait for tracing
     test_metrics(run)
     model_summary(run)
 

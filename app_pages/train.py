@@ -7,7 +7,7 @@ import streamlit as st
 
 from core import data, runs
 from core.jobs import REGISTRY, NotYours, TrainConfig, UnknownJob, write_failure_sentence
-from ui import charts, i18n, live, state, train_form, widgets
+from ui import charts, i18n, inside, live, state, train_form, widgets
 from ui.i18n import fmt_int, nt, t
 
 LOG_LINES = 12
@@ -176,6 +176,8 @@ def result(snap: dict) -> None:
     cols[1].metric(t("Accuracy on {split}", split=t(r.get("evaluated_on") or "test")), _pct(r.get("test_accuracy")))
     cols[2].metric(t("Epochs"), r.get("epochs_run"))
     cols[3].metric(t("Time"), widgets.format_seconds(r.get("seconds")))
+    if snap["run_dir"]:
+        inside.warm_run(snap["run_dir"])  # the first Grad-CAM on Evaluate or Inspect will not wait for tracing
     st.page_link(page="app_pages/evaluate.py", label=t("Look at the errors on the Evaluate page"),
                  icon=":material/analytics:")
 

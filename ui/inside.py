@@ -161,6 +161,14 @@ def _warming(ref: tuple) -> threading.Thread:
     return thread
 
 
+def warm_run(run_dir: str) -> None:
+    """warm() for a run folder that has a model (a training that just ended)."""
+    from core.runs import has_model
+
+    if has_model(run_dir):
+        warm((run_dir, model_saved_at(run_dir)))
+
+
 def warm(ref: tuple) -> None:
     """Start loading the model and tracing its Grad-CAM as soon as it is chosen, while the person
     picks an image: the first Grad-CAM then takes a fraction of a second instead of seconds."""
