@@ -5,8 +5,8 @@ One fresh server (runs and the built-in sample in a temporary folder), one brows
     navigation    a sidebar link -> the page's title shown and the script idle, each page in turn
                   (warm server: every page was visited once before), `--rounds` times
     slider        Augment's rotation slider one step -> the first variant image changed
-    refresh       F5 on the Train page while a training runs (started by a second context) ->
-                  the running job (its Stop button) visible again
+    refresh       F5 on the Train page by the person whose training runs (a second context) ->
+                  their running job (its Stop button) visible again
     evaluate      after that training is stopped and evaluated: Evaluate's first visit -> the
                   confusion matrix drawn (then `--rounds` - 1 more visits, warm)
     grad-cam      then Inspect's first visit for that model -> its Grad-CAM shown (the model was
@@ -23,7 +23,6 @@ import json
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -98,11 +97,9 @@ def measure(rounds: int, timeout_s: float) -> dict:
                                            page, f"{MAIN_IMAGES}[1]?.src !== {json.dumps(before)} && {IDLE}",
                                            timeout_s))
             trainer, trainer_page = start_training(browser, url, 300)
-            me = page.url.split("?", 1)[1] if "?" in page.url else ""
-            page.goto(f"{url}/train?{me}")
-            wait(page, on("Train"), timeout_s)
-            for _ in range(rounds):  # the teacher's own browser: F5 while another's training runs
-                out["refresh"].append(timed(lambda: page.reload(), page, on("Train", "true"), timeout_s))
+            for _ in range(rounds):  # the person who started it presses F5: their job, with its Stop button
+                out["refresh"].append(timed(lambda: trainer_page.reload(), trainer_page, on("Train", STOP_SHOWN),
+                                            timeout_s))
             trainer_page.get_by_role("button", name="Stop").click(force=True)
             trainer_page.get_by_test_id("stMain").get_by_text("stopped").first.wait_for(timeout=300_000)
             trainer.close()
