@@ -15,7 +15,7 @@ from playwright.sync_api import Page, expect
 from core.sample import make_shapes
 
 from .conftest import SCREENSHOTS
-from .test_dashboard import go_to, idle, main_area, no_exception_box, screenshot
+from .test_dashboard import go_to, idle, main_area, no_exception_box, screenshot, scroll_to
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 RELOADS = 5
@@ -67,6 +67,7 @@ def test_a_reload_and_a_second_tab_keep_the_dataset_and_the_running_job(page: Pa
         no_exception_box(page)
     print(f"\nreload during training -> running job visible: median {statistics.median(seconds):.2f} s, "
           f"all {', '.join(f'{s:.2f}' for s in seconds)} s; load average {os.getloadavg()[0]:.2f}")
+    scroll_to(main.get_by_text(f"Trains on {folder}").first)  # the form's dataset, then the job
     screenshot(page, "refresh_keeps_dataset")
 
     second = page.context.new_page()
