@@ -15,7 +15,7 @@ from playwright.sync_api import Page, expect
 from core.sample import make_shapes
 
 from .conftest import SCREENSHOTS
-from .test_dashboard import go_to, idle, main_area, no_exception_box, screenshot
+from .test_dashboard import go_to, idle, main_area, no_exception_box, screenshot, scroll_to
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 RELOADS = 5
@@ -35,10 +35,11 @@ def shows_dataset_and_job(page: Page, folder: str, run: str) -> None:
 def test_a_reload_and_a_second_tab_keep_the_dataset_and_the_running_job(page: Page, app_url, server_dir):
     folder = os.path.realpath(make_shapes(str(server_dir / "data" / "url_shapes"), per_class=12, size=48))
     page.goto(app_url)
-    idle(page)
+    first_load = 240_000  # the first page imports TensorFlow: minutes on a loaded two-core machine
+    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=first_load)
     main = main_area(page)
     main.get_by_role("tab", name="Type a path").click()
-    field = main.get_by_label("Folder on this server")
+    field = main.get_by_label("Folder on this server", exact=True)
     field.fill(folder)
     field.press("Enter")  # Enter opens the folder, as the Open button does (bug 6)
     expect(main).to_contain_text(f"Current dataset: {folder}")
@@ -66,6 +67,7 @@ def test_a_reload_and_a_second_tab_keep_the_dataset_and_the_running_job(page: Pa
         no_exception_box(page)
     print(f"\nreload during training -> running job visible: median {statistics.median(seconds):.2f} s, "
           f"all {', '.join(f'{s:.2f}' for s in seconds)} s; load average {os.getloadavg()[0]:.2f}")
+    scroll_to(main.get_by_text(f"Trains on {folder}").first)  # the form's dataset, then the job
     screenshot(page, "refresh_keeps_dataset")
 
     second = page.context.new_page()
