@@ -33,6 +33,7 @@ from core import graph
 from core.cam_methods import CAM_METHODS, DEFAULT_CAM_METHOD
 from core.messages import Explained, N_
 from core.models import HEAD_PREFIX, NON_BASE
+from core.pipeline import LUMA
 
 
 class ExplainError(Explained, ValueError):
@@ -98,7 +99,8 @@ def _spec(model: keras.Model) -> tf.TensorSpec:
 
 
 def as_model_input(model: keras.Model, image) -> np.ndarray:
-    """One image as the model wants it: float32 (S, S, 3) in 0..255 (resized, gray/RGBA -> RGB).
+    """One image as the model wants it: float32 (S, S, 3) in 0..255 (resized, gray/RGBA -> RGB), or
+    (S, S, 1) for a model trained on grayscale images.
 
     Accepts uint8 or float in 0..255, shaped (H, W), (H, W, 1|3|4) or (1, H, W, C).
     """
@@ -118,14 +120,16 @@ def as_model_input(model: keras.Model, image) -> np.ndarray:
     if h is not None and w is not None and x.shape[:2] != (h, w):
         shrink = x.shape[0] > h or x.shape[1] > w
         x = cv2.resize(x, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    if model.inputs[0].shape[-1] == 1:  # a model trained on grayscale images (TrainConfig.color_mode)
+        x = (x @ LUMA)[..., None].astype(np.float32)
     return x
 
 
 def as_model_batch(model: keras.Model, images) -> np.ndarray:
-    """A batch (N, S, S, 3) float32 for the model from an array or a list of images of any size."""
+    """A batch (N, S, S, channels) float32 for the model from an array or a list of images of any size."""
     if not isinstance(images, (list, tuple)):
         images = np.asarray(images)
-        if images.ndim == 4 and images.shape[1:] == (*_input_hw(model), 3):
+        if images.ndim == 4 and images.shape[1:] == (*_input_hw(model), model.inputs[0].shape[-1]):
             return images.astype(np.float32, copy=False)
     return np.stack([as_model_input(model, im) for im in images])
 

@@ -285,3 +285,18 @@ def test_warming_up_a_model_leaves_its_first_grad_cam_nothing_to_trace():
     image = np.random.default_rng(0).integers(0, 255, (40, 40, 3), dtype=np.uint8)
     explain.grad_cam(model, image)  # the first real image: run, not traced again
     assert traced.experimental_get_tracing_count() == 1
+
+
+def test_a_model_trained_on_grayscale_images_is_explained_from_a_colour_photo():
+    """Inspect, Predict and Visualize hand every model an RGB image; a one-channel model gets its gray."""
+    from core.models import build_scratch
+
+    model = build_scratch(28, 3, channels=1, conv_blocks=3)
+    photo = np.random.default_rng(0).integers(0, 255, (40, 50, 3), dtype=np.uint8)
+    x = explain.as_model_input(model, photo)
+    assert x.shape == (28, 28, 1)
+    assert explain.probabilities(model, photo).shape == (3,)
+    heat, _, _ = explain.grad_cam(model, photo)
+    assert heat.ndim == 2
+    batch = np.stack([photo[:28, :28]] * 2)  # already at the model's size, in colour (what Predict hands over)
+    assert explain.probabilities(model, batch).shape == (2, 3)
