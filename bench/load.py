@@ -124,12 +124,18 @@ async def main_async(args) -> dict:
             for _ in range(args.users):  # one at a time: the first visit builds the sample and caches
                 users.append(await open_user(browser, url, args.timeout))
             print(f"{args.users} users connected after {time.time() - t_start:.0f} s", flush=True)
+            stop = asyncio.Event()
+            trainers = min(args.jobs, len(users))
+
+            def browsing(first: int, last: int) -> list:
+                return [asyncio.create_task(browse(i, users[i][1], stop, args.think, args.timeout, samples))
+                        for i in range(first, last)]
+
+            tasks = browsing(trainers, len(users))  # the others browse while the trainings are started
             for job in range(args.jobs):  # with fewer users than jobs, some start two
                 await start_training(users[job % len(users)][1], args.epochs, args.timeout)
             print(f"{args.jobs} trainings started after {time.time() - t_start:.0f} s", flush=True)
-            stop = asyncio.Event()
-            tasks = [asyncio.create_task(browse(i, page, stop, args.think, args.timeout, samples))
-                     for i, (_, page) in enumerate(users)]
+            tasks += browsing(0, trainers)
             deadline = time.time() + args.max_minutes * 60
             while time.time() < deadline:
                 await asyncio.sleep(5)
