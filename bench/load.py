@@ -3,7 +3,7 @@
 One `streamlit run app.py` (runs and sample in a temporary folder, TRANSFERLAB_MAX_TRAININGS =
 --workers) and one Debian chromium (Playwright, async API) with --users browser contexts: each
 context is one person with their own owner token (?me=). The first --jobs users each start a
-tiny training on the Train page (from scratch, 48 px, --epochs epochs, the built-in sample), so
+tiny training on the Train page (with fewer users than --jobs, the first ones start more) (from scratch, 48 px, --epochs epochs, the built-in sample), so
 --workers run and the rest wait in the queue. Then every user navigates the sidebar pages
 (Dataset, Augment, Train, Evaluate) in a random order with a think time of --think seconds
 (uniform over [think/2, 3·think/2]) between clicks, until every job has ended (or --max-minutes).
@@ -124,12 +124,18 @@ async def main_async(args) -> dict:
             for _ in range(args.users):  # one at a time: the first visit builds the sample and caches
                 users.append(await open_user(browser, url, args.timeout))
             print(f"{args.users} users connected after {time.time() - t_start:.0f} s", flush=True)
-            for user in range(args.jobs):
-                await start_training(users[user][1], args.epochs, args.timeout)
-            print(f"{args.jobs} trainings started after {time.time() - t_start:.0f} s", flush=True)
             stop = asyncio.Event()
-            tasks = [asyncio.create_task(browse(i, page, stop, args.think, args.timeout, samples))
-                     for i, (_, page) in enumerate(users)]
+            trainers = min(args.jobs, len(users))
+
+            def browsing(first: int, last: int) -> list:
+                return [asyncio.create_task(browse(i, users[i][1], stop, args.think, args.timeout, samples))
+                        for i in range(first, last)]
+
+            tasks = browsing(trainers, len(users))  # the others browse while the trainings are started
+            for job in range(args.jobs):  # with fewer users than jobs, some start two
+                await start_training(users[job % len(users)][1], args.epochs, args.timeout)
+            print(f"{args.jobs} trainings started after {time.time() - t_start:.0f} s", flush=True)
+            tasks += browsing(0, trainers)
             deadline = time.time() + args.max_minutes * 60
             while time.time() < deadline:
                 await asyncio.sleep(5)

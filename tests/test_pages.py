@@ -371,3 +371,13 @@ def test_evaluate_lists_interrupted_and_failed_runs(env):
     at = open_app("evaluate")
     assert sorted(table(at, "state")["state"]) == ["failed", "interrupted"]
     assert "No test results for this run" in at.info[0].value
+
+
+def test_evaluate_lists_a_training_queued_before_a_restart_as_not_started(env):
+    from core import runs
+
+    runs.create_run(str(env["runs"]), {"strategy": "scratch", "base": "scratch", "image_size": 48},
+                    state=runs.QUEUED, owner="someone")  # written by a server that is gone
+    at = open_app("evaluate")
+    assert list(table(at, "state")["state"]) == ["not started"]
+    assert "No test results for this run" in at.info[0].value
