@@ -7,7 +7,8 @@ import pandas as pd
 import streamlit as st
 
 from core.jobs import REGISTRY
-from core.runs import LABEL_MAX, Run, RunInUse, RunWriteError, delete_run, list_runs, set_label
+from core.jobs import is_admin
+from core.runs import LABEL_MAX, Run, RunInUse, RunNotYours, RunWriteError, delete_run, list_runs, set_label
 from ui import cache, charts, i18n, inside, results, state, widgets
 from ui.i18n import N_, fmt_int, fmt_num, fmt_pct, t, tm
 
@@ -82,24 +83,35 @@ def manage_runs(runs: list[Run]) -> None:
                               format_func=lambda i: by_id[i].name if by_id[i].label is None
                               else f"{by_id[i].name} ({i})")
         run = by_id[run_id]
+        owner = checked_owner()
+        if owner is not None and run.status.get("owner") not in (None, owner):
+            st.caption(t("Started by someone else: only they (or the teacher's admin token) can rename or delete it."))
+            return
         with st.form("rename_run", border=False):
             name = st.text_input(t("Name"), value=run.label or "", max_chars=LABEL_MAX, key=f"run_label_{run.id}",
                                  placeholder=run.id, help=t("Leave empty to name the run by its folder again."))
             if st.form_submit_button(t("Rename"), icon=":material/edit:"):
                 try:
-                    set_label(run.run_dir, name)
-                except RunWriteError as e:
+                    set_label(run.run_dir, name, owner)
+                except (RunNotYours, RunWriteError) as e:
                     st.error(i18n.error_text(e))
                 else:
                     st.rerun()
         delete_run_button(run)
 
 
+def checked_owner() -> str | None:
+    """The owner whose runs this browser may change; None (any run) for the teacher's admin token."""
+    owner = state.owner_id()
+    return None if is_admin(owner) else owner
+
+
 def delete_run_button(run: Run) -> None:
     """Delete…, then a second button that names what goes: a click by mistake deletes nothing."""
-    if run.state == "running":
+    if run.state in ("running", "queued"):
         st.button(t("Delete…"), key="delete_run", disabled=True, icon=":material/delete:",
-                  help=t("This run is still training: stop it on the Train page first."))
+                  help=t("This run is still training or waiting in the queue: stop or cancel it on the Train page "
+                         "first."))
         return
     asking = st.session_state.get("delete_asked") == run.id
     if not asking:
@@ -113,8 +125,8 @@ def delete_run_button(run: Run) -> None:
     if yes.button(t("Delete for good"), key="delete_run_confirm", type="primary", icon=":material/delete_forever:"):
         st.session_state.pop("delete_asked", None)
         try:
-            delete_run(run.run_dir, REGISTRY.active_run_dirs())
-        except (RunInUse, RunWriteError) as e:
+            delete_run(run.run_dir, REGISTRY.active_run_dirs(), checked_owner())
+        except (RunInUse, RunNotYours, RunWriteError) as e:
             st.error(i18n.error_text(e))
             return
         st.toast(t("Run {run} deleted.", run=run.name))

@@ -243,11 +243,25 @@ def save_model(run_dir: str, model) -> None:
 
 
 class RunInUse(Explained, ValueError):
-    """A change to a run that its running training would contradict (deleting it)."""
+    """A change to a run that its training would contradict (deleting it while it trains or waits)."""
 
 
-def set_label(run_dir: str, label: str) -> str:
+class RunNotYours(Explained, PermissionError):
+    """A change to a run that another person's browser started."""
+
+
+def _check_owner(run: Run, owner: str | None) -> None:
+    """owner None: unchecked (the command line, the admin token); else it must be the run's own
+    (runs without an owner, from the command line or before owners existed, are anyone's)."""
+    started_by = run.status.get("owner")
+    if owner is not None and started_by and started_by != owner:
+        raise RunNotYours(N_("Run {run} was started by someone else: only they (or the teacher's admin token) "
+                             "can rename or delete it."), run=run.name)
+
+
+def set_label(run_dir: str, label: str, owner: str | None = None) -> str:
     """Name the run (an empty label gives it back its id as its name); returns the label kept."""
+    _check_owner(read_run(run_dir), owner)
     label = " ".join(str(label).split())[:LABEL_MAX]
     if not label:
         files.remove_quietly(_path(run_dir, LABEL))
@@ -256,12 +270,16 @@ def set_label(run_dir: str, label: str) -> str:
     return label
 
 
-def delete_run(run_dir: str, active_run_dirs=()) -> None:
-    """Delete a run and all its files. Refused (RunInUse) while it trains. The folder is renamed away
-    first, in one step, so a listing never shows half a run; then its files are removed."""
+def delete_run(run_dir: str, active_run_dirs=(), owner: str | None = None) -> None:
+    """Delete a run and all its files. Refused (RunInUse) while it trains or waits in the queue, and
+    (RunNotYours) when another owner started it. The folder is renamed away first, in one step, so
+    a listing never shows half a run; then its files are removed."""
     run = read_run(run_dir, active_run_dirs)
     if run.state == RUNNING:
         raise RunInUse(N_("Run {run} is still training: stop it first, then delete it."), run=run.name)
+    if run.state == QUEUED:
+        raise RunInUse(N_("Run {run} is waiting in the queue: cancel it on the Train page instead."), run=run.name)
+    _check_owner(run, owner)
     trash = os.path.join(os.path.dirname(os.path.abspath(run_dir)), TRASH_PREFIX + os.path.basename(run_dir))
     with _writing(run_dir):
         os.replace(run_dir, trash)

@@ -279,3 +279,21 @@ def test_a_run_half_deleted_is_never_listed(tmp_path):
     d = _finished_run(str(tmp_path))
     os.replace(d, os.path.join(tmp_path, runs.TRASH_PREFIX + os.path.basename(d)))  # a delete cut short
     assert runs.list_runs(str(tmp_path)) == []
+
+
+def test_only_the_owner_may_rename_or_delete_a_run_and_a_queued_one_stays(tmp_path):
+    mine, theirs, old = (_finished_run(str(tmp_path)) for _ in range(3))
+    runs.write_status(mine, owner="me-token-1")
+    runs.write_status(theirs, owner="someone-else")
+    with pytest.raises(runs.RunNotYours):
+        runs.set_label(theirs, "hijacked", owner="me-token-1")
+    with pytest.raises(runs.RunNotYours):
+        runs.delete_run(theirs, owner="me-token-1")
+    assert os.path.isdir(theirs) and runs.read_run(theirs).label is None
+    runs.set_label(mine, "mine", owner="me-token-1")
+    runs.delete_run(old, owner="me-token-1")  # a run from before owners (or the command line): anyone's
+    runs.delete_run(theirs)  # owner None: the admin token, or the command line
+    assert sorted(os.listdir(tmp_path)) == [os.path.basename(mine)]
+    runs.write_status(mine, state=runs.QUEUED, pid=os.getpid())
+    with pytest.raises(runs.RunInUse, match="queue"):
+        runs.delete_run(mine, active_run_dirs=[mine], owner="me-token-1")
