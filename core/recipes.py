@@ -12,7 +12,7 @@ version, so a run's (name, version) always says which settings it started from.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 
 from core.augment import AugmentConfig
 from core.backbones import BACKBONES, keras_cache_dir
@@ -66,7 +66,9 @@ class Recipe:
     url: str
     published: tuple[Published, ...]  # one figure per step, in order; the last is the recipe's result
     published_on: str        # "validation" or "test": the split the reference reported
-    settings: tuple          # (TrainConfig field, value) pairs: everything the reference set
+    # (TrainConfig field, value) pairs: everything the reference set (an AugmentConfig is not
+    # hashable: the record hashes by its other fields)
+    settings: tuple = field(hash=False)
     notes: tuple[str, ...] = ()  # N_ sentences: what differs from the reference, what it costs
     dataset: str = CATS_AND_DOGS  # what the published figure was measured on (N_)
 
@@ -103,20 +105,41 @@ class Recipe:
                        {"base": spec.label, "file": spec.weights_name(o["image_size"]), "folder": keras_cache_dir()})
 
 
-def _recipe_settings(config: TrainConfig) -> dict:
-    """The settings of a config that a recipe can set, defaults filled in where they can be."""
+def _unused(c: TrainConfig) -> set[str]:
+    """The settings this config's training never reads (a form may still hold a value for them)."""
+    scratch, fine_tune = c.strategy == "scratch", c.strategy == "fine-tune"
+    unused = {
+        "augment_config": not c.augment,
+        "views": not c.augment or scratch or c.end_to_end,
+        "fine_tune_optimizer": not fine_tune, "fine_tune_learning_rate": not fine_tune,
+        "fine_tune_epochs": not fine_tune, "unfreeze": not fine_tune,
+        "head": scratch, "end_to_end": scratch, "weights": scratch, "base": scratch,
+        "head_units": scratch or c.head != "flatten_dense",
+        "network": not scratch, "conv_blocks": not scratch or c.network != "convnet",
+        "batch_norm": not scratch or c.network != "convnet",
+        "momentum": "sgd" not in (c.optimizer, c.fine_tune_optimizer if fine_tune else None),
+        "nesterov": "sgd" not in (c.optimizer, c.fine_tune_optimizer if fine_tune else None),
+    }
+    return {name for name, is_unused in unused.items() if is_unused}
+
+
+def _settings(config: TrainConfig) -> tuple[dict, set[str]]:
+    """A config's settings with the defaults filled in, and the names of those its training uses."""
     try:
         config = config.resolved()
     except ValueError:
         pass  # compared as given: the page refuses the bad value on Start
-    return {k: v for k, v in asdict(config).items() if k not in NOT_RECIPE_SETTINGS}
+    values = asdict(config)
+    return values, set(values) - NOT_RECIPE_SETTINGS - _unused(config)
 
 
 def changed_settings(config: TrainConfig, recipe: Recipe) -> list[str]:
-    """The TrainConfig fields whose value in `config` differs from the recipe's, sorted."""
-    ours = _recipe_settings(config)
-    theirs = _recipe_settings(TrainConfig(data=config.data, **recipe.overrides))
-    return sorted(k for k in ours if ours[k] != theirs[k])
+    """The TrainConfig fields whose value in `config` differs from the recipe's, sorted: only the
+    settings the configured training uses (a fine-tune learning rate is no change to a scratch
+    recipe; turning augmentation on changes augment and augment_config)."""
+    ours, used = _settings(config)
+    theirs, _ = _settings(TrainConfig(data=config.data, **recipe.overrides))
+    return sorted(k for k in used if ours[k] != theirs[k])
 
 
 def stamp(config: TrainConfig, recipe: Recipe | None) -> TrainConfig:

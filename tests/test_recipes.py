@@ -264,3 +264,18 @@ def test_each_fine_tune_phase_uses_its_own_optimizer(split_shapes, runs_dir, mon
     assert [float(o.learning_rate) for o in made] == pytest.approx([3e-3, 2e-4])
     assert float(made[1].momentum) == pytest.approx(0.8) and made[1].nesterov
     assert bool(extracted) is not end_to_end  # end to end: the base runs on every batch, nothing cached
+
+
+def test_only_settings_the_training_uses_count_as_changes():
+    from dataclasses import replace
+
+    scratch = recipes.get("dlwp-5.2-scratch")
+    config = scratch.config("/d")
+    # a form holds values for settings a scratch training without augmentation never reads
+    assert recipes.changed_settings(replace(config, augment_config={"rotation": 10}, fine_tune_learning_rate=1e-3,
+                                            head="flatten_dense", base="vgg16"), scratch) == []
+    assert recipes.changed_settings(replace(config, augment=True), scratch) == ["augment", "augment_config"]
+    tutorial = recipes.get("tf-tutorial")
+    assert recipes.changed_settings(replace(tutorial.config("/d"), strategy="feature-extraction"),
+                                    tutorial) == ["strategy"]
+    assert recipes.stamp(config, None).recipe is None
