@@ -217,3 +217,15 @@ def test_the_download_is_a_zip_of_n_pngs_with_ascii_names():
     assert augment_files.ascii_stem("日本.png") == augment_files.FALLBACK_STEM
     assert augment_files.zip_name(stem) == "chat_t_01_augmented.zip"
 
+
+
+def test_every_recipe_value_is_one_the_form_can_show():
+    """The learning-rate and batch-size sliders offer fixed choices: each recipe's must be among them."""
+    from core import recipes
+    from ui import train_form
+
+    for recipe in recipes.RECIPES.values():
+        values = train_form.form_values(recipe.overrides)
+        assert values["batch_size"] in train_form.BATCH_SIZES, recipe.name
+        for key in ("learning_rate", "fine_tune_learning_rate"):
+            assert values[key] in train_form.LEARNING_RATES, (recipe.name, key)
