@@ -19,6 +19,13 @@ def main() -> None:
         "fine-tuning its top layers. Training runs in the background; the curves show, batch by batch, "
         "whether the model learns (training loss falls) and whether it generalises (validation accuracy "
         "rises) — a widening gap between the two is overfitting."), page="train")
+    job = shown_job()
+    # The person's own training while it waits or runs comes first: after a refresh it is what they
+    # came back to, and it shows before the form's work (the dataset's scan, the base's layers).
+    own_first = job is not None and job.active and job.owner == state.owner_id()
+    if own_first:
+        job_area()
+        st.subheader(t("The next training"))
     try:
         ds = state.current_dataset()
     except data.DatasetError as e:
@@ -28,7 +35,8 @@ def main() -> None:
     start_button(config, ds)
     if config.strategy != "scratch":
         live.cache_controls(config.runs_dir)
-    job_area()
+    if not own_first:
+        job_area()
 
 
 def start_button(config: TrainConfig, ds) -> None:
