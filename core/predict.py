@@ -35,8 +35,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core import data, devices, files, images, runs
-from core.messages import Explained, N_, message_of
+from core import data, devices, files, images, pretrained, runs
+from core.backbones import WeightsUnavailable
+from core.messages import ConfigError, Explained, N_, message_of
 
 CHUNK = 256  # images decoded and predicted at a time: memory stays flat on a big folder
 
@@ -73,8 +74,6 @@ class Predictor:
     def pretrained(cls, key: str, top: int = 5) -> "Predictor":
         """A pretrained ImageNet classifier (core.pretrained); ConfigError or WeightsUnavailable
         (one sentence each) when it cannot be used."""
-        from core import pretrained
-
         size = pretrained.classifier(key).size
         return cls(pretrained.load(key), pretrained.class_names(), size, "crop", top)
 
@@ -245,18 +244,17 @@ def parse_pretrained_args(argv) -> argparse.Namespace:
 
 def pretrained_main(argv) -> int:
     """The --pretrained command line: the CSV on stdout, then one JSON line."""
-    from core.backbones import WeightsUnavailable
-    from core.messages import ConfigError
-
     args = parse_pretrained_args(argv)
-    devices.configure()
     t0 = time.time()
-    with devices.native_stderr_silenced():
-        devices.start_tensorflow()
     try:
+        # What can be checked without TensorFlow is checked before it starts (seconds saved).
+        pretrained.classifier(args.pretrained)
         if args.top < 1:
             raise PredictError(N_("--top must be at least 1."))
         listing = pretrained_listing(args.path)
+        devices.configure()
+        with devices.native_stderr_silenced():  # TensorFlow's start-up and device probing chatter
+            devices.start_tensorflow()
         predictor = Predictor.pretrained(args.pretrained, min(args.top, 1000))
         rows = predict_listing(predictor, listing)
     except (PredictError, ConfigError, WeightsUnavailable) as e:
