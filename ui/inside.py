@@ -10,11 +10,13 @@ Everything cached is keyed on a model reference: `(run folder, time model.keras 
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import io
 import os
 import threading
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import streamlit as st
@@ -24,9 +26,12 @@ from core import images, pipeline
 from core.cam_methods import DEFAULT_CAM_METHOD
 from core.jobs import STRATEGY_LABELS
 from core.runs import Run, list_runs, model_saved_at
-from ui import i18n, results, state, widgets
+from ui import cache, i18n, results, state, widgets
 from ui.i18n import N_, fmt_pct, nt, t
 from ui.upload import IMAGE_UPLOAD_MB
+
+if TYPE_CHECKING:
+    from ui.subject import Subject
 
 RUN = "inside_run"            # the run Inspect, Visualize and Predict look at: one choice for all three
 SOURCE = "inside_source"      # a trained run or a pretrained classifier (ui.subject): one choice for all three
@@ -179,6 +184,9 @@ def warm(ref: tuple) -> None:
 def model(ref: tuple):
     """The Keras model of a run or of a pretrained classifier, loaded once per server (shared by
     every session)."""
+    # TensorFlow is imported by one thread only, behind that cache's lock: imported by two script
+    # runs at once (the sidebar of the page just left, and this one), it comes out half-initialized.
+    cache.training_device()
     if ref[0] == PRETRAINED:
         return _load_pretrained(ref[1])
     return _load_model(*ref)
@@ -200,7 +208,7 @@ def image_size(run: Run) -> tuple[int, str]:
 
 # ---------------------------------------------------------------- the image
 
-def image_picker(subject, key: str) -> Picked | None:
+def image_picker(subject: Subject, key: str) -> Picked | None:
     """The image to look at, at the subject's size: for a run, one of its test (or validation)
     images; for a pretrained classifier, one of the current dataset's; or a sample photo, or an
     uploaded one."""
@@ -223,7 +231,7 @@ def image_picker(subject, key: str) -> Picked | None:
     return _run_record(subject, key, records)
 
 
-def _run_record(subject, key: str, records: list[dict]) -> Picked | None:
+def _run_record(subject: Subject, key: str, records: list[dict]) -> Picked | None:
     """One of the run's evaluated images, optionally only the mistakes."""
     names = list(subject.classes)
     left, right = st.columns([1, 3], vertical_alignment="bottom")
@@ -240,7 +248,7 @@ def _run_record(subject, key: str, records: list[dict]) -> Picked | None:
     return _file(subject, path, by_path[path]["true"])
 
 
-def _file(subject, path: str, true: int | None = None) -> Picked | None:
+def _file(subject: Subject, path: str, true: int | None = None) -> Picked | None:
     """An image file on the server at the subject's size; None (and why) when it cannot be read."""
     try:
         image = run_image(path, subject.size, subject.resize)
@@ -251,16 +259,16 @@ def _file(subject, path: str, true: int | None = None) -> Picked | None:
     return Picked(image, images.display_name(os.path.basename(path)), true, origin=path)
 
 
-def _sample(subject, key: str) -> Picked | None:
+def _sample(subject: Subject, key: str) -> Picked | None:
     """One of the photos that ship with Transfer Lab (assets/demo)."""
     photos = dict(demo_images())
     _forget_if_not_in(f"{key}_sample", photos)
     name = st.selectbox(t("Sample image"), list(photos), key=f"{key}_sample", format_func=t)
     picked = _file(subject, photos[name])
-    return picked and Picked(picked.image, t(name), origin=picked.origin)
+    return dataclasses.replace(picked, name=t(name)) if picked else None
 
 
-def _dataset_file(subject, key: str) -> Picked | None:
+def _dataset_file(subject: Subject, key: str) -> Picked | None:
     """One image of the dataset chosen on the Dataset page (its class is shown, not used: the
     classifier's classes are not the dataset's)."""
     try:
@@ -288,7 +296,7 @@ def demo_images() -> list[tuple[str, str]]:
     return list(pretrained.demo_images())
 
 
-def _uploaded(subject, key: str) -> Picked | None:
+def _uploaded(subject: Subject, key: str) -> Picked | None:
     upload = st.file_uploader(t("An image file"), type=UPLOAD_TYPES, key=f"{key}_upload",
                               max_upload_size=IMAGE_UPLOAD_MB)
     if upload is None:

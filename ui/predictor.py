@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+from typing import TYPE_CHECKING
 
 import numpy as np
 import streamlit as st
@@ -16,15 +17,18 @@ from core import export, images, predict
 from ui import inside
 from ui.i18n import t
 
+if TYPE_CHECKING:
+    from ui.subject import Subject
+
 THUMBNAIL = 112
 
 
-def predictor(subject) -> predict.Predictor:
+def predictor(subject: Subject) -> predict.Predictor:
     """The subject's model (loaded once per server) with its classes, image size and resize mode."""
     return predict.Predictor(inside.model(subject.ref), list(subject.classes), subject.size, subject.resize)
 
 
-def predict_uploads(subject, files: list[tuple[str, bytes]]) -> list[dict]:
+def predict_uploads(subject: Subject, files: list[tuple[str, bytes]]) -> list[dict]:
     """One row per uploaded file (core.predict's columns), cached by the files' content."""
     # The spinner is here, not in the cache's decorator, whose text is fixed when the module loads:
     # it is in the session's language. It shows only if the answer is not cached (after half a second).
@@ -32,7 +36,7 @@ def predict_uploads(subject, files: list[tuple[str, bytes]]) -> list[dict]:
         return _predict_uploads(subject.ref, subject.classes, subject.size, subject.resize, tuple(files))
 
 
-def top_classes(subject, picked: inside.Picked, k: int = 5) -> list[tuple[int, str, float]]:
+def top_classes(subject: Subject, picked: inside.Picked, k: int = 5) -> list[tuple[int, str, float]]:
     """The k most probable classes of the subject's model on the picked image, decoded at the
     model's own size: [(index, name, probability)], most probable first."""
     probs = inside.probabilities(subject.ref, inside.picked_at(picked, subject.size, subject.resize))

@@ -22,6 +22,7 @@ CAT_CLASSES = ("tabby", "tiger cat", "Egyptian cat", "Persian cat")
 def open_pretrained(page: Page, app_url: str, name: str) -> None:
     """Open a page from the sidebar and choose the pretrained classifier as its model."""
     page.goto(app_url)
+    idle(page)
     page.get_by_test_id("stSidebarNav").get_by_role("link", name=name).click()
     expect(page.get_by_role("heading", name=name, level=1)).to_be_visible()
     main_area(page).get_by_test_id("stRadio").filter(has_text="Model").get_by_text(
