@@ -154,9 +154,10 @@ def _load_pretrained(key: str):
 def _warming(ref: tuple) -> threading.Thread:
     """Once per model and server: load it and trace its first explanations in the background."""
     def work() -> None:
-        from core import explain
-
         try:
+            cache.training_device()  # one thread imports TensorFlow (see model()); this waits for it
+            from core import explain
+
             explain.warm_up(_load_pretrained(ref[1]) if ref[0] == PRETRAINED else _load_model(*ref))
         except Exception:  # noqa: BLE001  best effort: the page says what is wrong when someone asks
             pass
