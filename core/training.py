@@ -178,7 +178,7 @@ class Splits:
 
     def __getitem__(self, split: str) -> tuple:
         if split not in self._sets:
-            self._sets[split] = self._decode(split)
+            self.decode([split], stoppable=split != "test")  # the test split is for the evaluation, which a stop does not skip
         return self._sets[split]
 
     def decoded(self, split: str) -> bool:
@@ -193,19 +193,27 @@ class Splits:
             return self._sets[split][1]
         return np.array([label for _, label in self.ds.splits[split]], np.int32)
 
-    def _decode(self, split: str) -> tuple:
-        c, items = self.c, self.ds.splits[split]
+    def decode(self, splits: list[str], stoppable: bool = True) -> None:
+        """Decode these splits (those not decoded yet) in one phase; a stop is honoured after each."""
+        c, todo = self.c, [s for s in splits if s in self.names and s not in self._sets]
         if self.stream:
-            return pipeline.file_images(items, c.image_size, self.ds.skipped, c.resize)
+            for split in todo:
+                self._sets[split] = pipeline.file_images(self.ds.splits[split], c.image_size, self.ds.skipped, c.resize)
+            return
+        if not todo:
+            return
         self.job.set_phase(N_("decode"))
-        decoded = pipeline.load_arrays(items, c.image_size, self.ds.skipped, progress=self.job.set_progress,
-                                       resize=c.resize)
-        if split == "test":
-            return decoded  # for the evaluation, which a stop does not skip
-        self.job.check_stop()
-        if len(decoded[1]) == 0:
-            raise data_mod.DatasetError(N_("No images could be decoded for training or validation."))
-        return decoded
+        total, offset = sum(len(self.ds.splits[s]) for s in todo), 0
+        for split in todo:
+            items = self.ds.splits[split]
+            self._sets[split] = pipeline.load_arrays(
+                items, c.image_size, self.ds.skipped, resize=c.resize,
+                progress=lambda done, _, offset=offset: self.job.set_progress(offset + done, total))
+            offset += len(items)
+            if stoppable:
+                self.job.check_stop()
+            if split != "test" and len(self._sets[split][1]) == 0:
+                raise data_mod.DatasetError(N_("No images could be decoded for training or validation."))
 
 
 def read_best(run_dir: str) -> dict:
@@ -221,8 +229,9 @@ def _train_scratch(job: Job, c: TrainConfig, sets, augment, n_classes, seeds: La
         model = models.build_scratch(c.image_size, n_classes, c.dropout)
     _compile(model, c, c.learning_rate)
     steps = -(-len(sets.paths("train")) // c.batch_size)
-    job.plan(_decode_plan(sets, "train") + _decode_plan(sets, "validation")
-             + [Step(N_("train"), c.epochs * steps, "train")] + _evaluation_plan(sets))
+    job.plan(_decode_plan(sets, *sets.names) + [Step(N_("train"), c.epochs * steps, "train")]
+             + _evaluation_plan(sets, decoded_first=True))
+    sets.decode(sets.names)  # all at once, as one phase
     x, y, _ = sets["train"]
     xv, yv, _ = sets["validation"]
     steps = -(-len(y) // c.batch_size)
@@ -271,6 +280,7 @@ def _train_transfer(job: Job, c: TrainConfig, sets, augment, n_classes, seeds: L
     job.plan(_features_plan(sets, stored, views) + [Step(N_("head"), c.epochs * steps, "head")]
              + ([Step(N_("fine-tune"), c.fine_tune_epochs * steps, "fine-tune")] if fine_tune else [])
              + _evaluation_plan(sets))
+    sets.decode(_to_decode(stored, views))
     train_cut = _base_features(job, sets, "train", views, augment, c.seed, prefix, forward, cache, keys, stored)
     val_cut = _base_features(job, sets, "validation", 1, None, c.seed, prefix, forward, cache, keys, stored)
     y, yv = sets.labels("train"), sets.labels("validation")
@@ -322,24 +332,33 @@ FEATURE_PHASES = {"train": N_("features (train)"), "validation": N_("features (v
 
 def _features_plan(sets: Splits, stored: dict, views: int) -> list[Step]:
     """The decoding and feature phases to come: nothing to decode or compute for what the cache holds."""
-    plan = []
+    plan = _decode_plan(sets, *_to_decode(stored, views))
     for split, n_views in (("train", views), ("validation", 1)):
         n, cached = len(sets.paths(split)), stored[split] is not None
         if not cached or n_views > 1:
-            plan += _decode_plan(sets, split)
             plan.append(Step(FEATURE_PHASES[split], n * (n_views - cached), "forward"))
         else:
             plan.append(Step(FEATURE_PHASES[split], n, "cache"))
     return plan
 
 
-def _decode_plan(sets: Splits, split: str) -> list[Step]:
-    return [] if sets.decoded(split) else [Step(N_("decode"), len(sets.paths(split)), "decode")]
+def _to_decode(stored: dict, views: int) -> list[str]:
+    """The splits whose images feature extraction needs: those the cache lacks, and train for augmented views."""
+    return [split for split, n_views in (("train", views), ("validation", 1))
+            if stored[split] is None or n_views > 1]
 
 
-def _evaluation_plan(sets: Splits) -> list[Step]:
+def _decode_plan(sets: Splits, *splits: str) -> list[Step]:
+    """One decode phase for those of these splits not decoded yet (Splits.decode)."""
+    n = sum(len(sets.paths(s)) for s in splits if s in sets and not sets.decoded(s))
+    return [Step(N_("decode"), n, "decode")] if n else []
+
+
+def _evaluation_plan(sets: Splits, decoded_first: bool = False) -> list[Step]:
+    """Decoding the evaluated split (unless `decoded_first`: with the others, before training), evaluating it."""
     split = "test" if "test" in sets else "validation"
-    return _decode_plan(sets, split) + [Step(N_("evaluate"), len(sets.paths(split)), "evaluate")]
+    return ([] if decoded_first else _decode_plan(sets, split)) + [Step(N_("evaluate"), len(sets.paths(split)),
+                                                                        "evaluate")]
 
 
 def _base_features(job: Job, sets: Splits, split: str, views: int, augment, seed: int, prefix, forward,
