@@ -193,7 +193,7 @@ class FeatureCache:
             with files.atomic_file(self._path(key)) as f:
                 np.savez(f, meta=np.array(meta), **{f"out{i}": a for i, a in enumerate(arrays)})
 
-        return self._write(write) and self._evict(keep=self._path(key))
+        return self._write(write) and self._write(lambda: self._evict(keep=self._path(key)))
 
     def _write(self, write) -> bool:
         try:
@@ -205,9 +205,9 @@ class FeatureCache:
                       why=files.why_unwritable(e))
             return False
 
-    def _evict(self, keep: str) -> bool:
+    def _evict(self, keep: str) -> None:
         """Remove the least recently used entries until the cache fits its limit (never `keep`)."""
-        entries = sorted(_entries(self.folder), key=lambda e: e.stat().st_mtime_ns)
+        entries = sorted(_entries(self.folder), key=lambda e: e.stat().st_mtime_ns)  # OSError: see _write
         total = sum(_size(e) for e in entries)
         for entry in entries:
             if total <= self.limit:
@@ -215,4 +215,3 @@ class FeatureCache:
             if entry.path != keep:
                 total -= _size(entry)
                 files.remove_quietly(entry.path)
-        return True

@@ -199,7 +199,7 @@ class Splits:
 
     def __getitem__(self, split: str) -> tuple:
         if split not in self._sets:
-            self._sets[split] = self._decode(split)
+            self.decode([split], stoppable=split != "test")  # the test split is for the evaluation, which a stop does not skip
         return self._sets[split]
 
     def decoded(self, split: str) -> bool:
@@ -214,23 +214,33 @@ class Splits:
             return self._sets[split][1]
         return np.array([label for _, label in self.ds.splits[split]], np.int32)
 
-    def _decode(self, split: str) -> tuple:
-        x, y, paths = self._decode_colour(split)
-        return (pipeline.grayscale(x), y, paths) if self.c.color_mode == "grayscale" else (x, y, paths)
+    def _coloured(self, decoded: tuple) -> tuple:
+        """(images, labels, paths) in the config's colour mode: one channel for grayscale."""
+        x, y, paths = decoded
+        return (pipeline.grayscale(x), y, paths) if self.c.color_mode == "grayscale" else decoded
 
-    def _decode_colour(self, split: str) -> tuple:
-        c, items = self.c, self.ds.splits[split]
+    def decode(self, splits: list[str], stoppable: bool = True) -> None:
+        """Decode these splits (those not decoded yet) in one phase; a stop is honoured after each."""
+        c, todo = self.c, [s for s in splits if s in self.names and s not in self._sets]
         if self.stream:
-            return pipeline.file_images(items, c.image_size, self.ds.skipped, c.resize)
+            for split in todo:
+                self._sets[split] = self._coloured(
+                    pipeline.file_images(self.ds.splits[split], c.image_size, self.ds.skipped, c.resize))
+            return
+        if not todo:
+            return
         self.job.set_phase(N_("decode"))
-        decoded = pipeline.load_arrays(items, c.image_size, self.ds.skipped, progress=self.job.set_progress,
-                                       resize=c.resize)
-        if split == "test":
-            return decoded  # for the evaluation, which a stop does not skip
-        self.job.check_stop()
-        if len(decoded[1]) == 0:
-            raise data_mod.DatasetError(N_("No images could be decoded for training or validation."))
-        return decoded
+        total, offset = sum(len(self.ds.splits[s]) for s in todo), 0
+        for split in todo:
+            items = self.ds.splits[split]
+            self._sets[split] = self._coloured(pipeline.load_arrays(
+                items, c.image_size, self.ds.skipped, resize=c.resize,
+                progress=lambda done, _, offset=offset: self.job.set_progress(offset + done, total)))
+            offset += len(items)
+            if stoppable:
+                self.job.check_stop()
+            if split != "test" and len(self._sets[split][1]) == 0:
+                raise data_mod.DatasetError(N_("No images could be decoded for training or validation."))
 
 
 def read_best(run_dir: str) -> dict:
@@ -259,8 +269,9 @@ def _train_scratch(job: Job, c: TrainConfig, sets, augment, n_classes, seeds: La
         model = build_model(c, n_classes)
     _compile(model, c, c.optimizer, c.learning_rate)
     steps = -(-len(sets.paths("train")) // c.batch_size)
-    job.plan(_decode_plan(sets, "train") + _decode_plan(sets, "validation")
-             + [Step(N_("train"), c.epochs * steps, "train")] + _evaluation_plan(sets))
+    job.plan(_decode_plan(sets, *sets.names) + [Step(N_("train"), c.epochs * steps, "train")]
+             + _evaluation_plan(sets, decoded_first=True))
+    sets.decode(sets.names)  # all at once, as one phase
     checkpoint, epochs = _fit_images(job, c, model, sets, augment, c.epochs, N_("train"))
     _keep_model(job, model, checkpoint)
     return model, epochs
@@ -274,10 +285,11 @@ def _train_end_to_end(job: Job, c: TrainConfig, sets, augment, n_classes, seeds:
     _compile(model, c, c.optimizer, c.learning_rate)
     fine_tune = c.strategy == "fine-tune" and c.unfreeze > 0 and c.fine_tune_epochs > 0
     steps = -(-len(sets.paths("train")) // c.batch_size)
-    job.plan(_decode_plan(sets, "train") + _decode_plan(sets, "validation")
+    job.plan(_decode_plan(sets, "train", "validation")
              + [Step(N_("head"), c.epochs * steps, "end-to-end")]
              + ([Step(N_("fine-tune"), c.fine_tune_epochs * steps, "fine-tune")] if fine_tune else [])
              + _evaluation_plan(sets))
+    sets.decode(["train", "validation"])
     checkpoint, head_epochs = _fit_images(job, c, model, sets, augment, c.epochs, N_("head"))
     if not fine_tune or job.stop_requested:
         _keep_model(job, model, checkpoint)
@@ -358,6 +370,7 @@ def _train_transfer(job: Job, c: TrainConfig, sets, augment, n_classes, seeds: L
     job.plan(_features_plan(sets, stored, views) + [Step(N_("head"), c.epochs * steps, "head")]
              + ([Step(N_("fine-tune"), c.fine_tune_epochs * steps, "fine-tune")] if fine_tune else [])
              + _evaluation_plan(sets))
+    sets.decode(_to_decode(stored, views))
     train_cut = _base_features(job, sets, "train", views, augment, c.seed, prefix, forward, cache, keys, stored)
     val_cut = _base_features(job, sets, "validation", 1, None, c.seed, prefix, forward, cache, keys, stored)
     y, yv = sets.labels("train"), sets.labels("validation")
@@ -409,24 +422,33 @@ FEATURE_PHASES = {"train": N_("features (train)"), "validation": N_("features (v
 
 def _features_plan(sets: Splits, stored: dict, views: int) -> list[Step]:
     """The decoding and feature phases to come: nothing to decode or compute for what the cache holds."""
-    plan = []
+    plan = _decode_plan(sets, *_to_decode(stored, views))
     for split, n_views in (("train", views), ("validation", 1)):
         n, cached = len(sets.paths(split)), stored[split] is not None
         if not cached or n_views > 1:
-            plan += _decode_plan(sets, split)
             plan.append(Step(FEATURE_PHASES[split], n * (n_views - cached), "forward"))
         else:
             plan.append(Step(FEATURE_PHASES[split], n, "cache"))
     return plan
 
 
-def _decode_plan(sets: Splits, split: str) -> list[Step]:
-    return [] if sets.decoded(split) else [Step(N_("decode"), len(sets.paths(split)), "decode")]
+def _to_decode(stored: dict, views: int) -> list[str]:
+    """The splits whose images feature extraction needs: those the cache lacks, and train for augmented views."""
+    return [split for split, n_views in (("train", views), ("validation", 1))
+            if stored[split] is None or n_views > 1]
 
 
-def _evaluation_plan(sets: Splits) -> list[Step]:
+def _decode_plan(sets: Splits, *splits: str) -> list[Step]:
+    """One decode phase for those of these splits not decoded yet (Splits.decode)."""
+    n = sum(len(sets.paths(s)) for s in splits if s in sets and not sets.decoded(s))
+    return [Step(N_("decode"), n, "decode")] if n else []
+
+
+def _evaluation_plan(sets: Splits, decoded_first: bool = False) -> list[Step]:
+    """Decoding the evaluated split (unless `decoded_first`: with the others, before training), evaluating it."""
     split = "test" if "test" in sets else "validation"
-    return _decode_plan(sets, split) + [Step(N_("evaluate"), len(sets.paths(split)), "evaluate")]
+    return ([] if decoded_first else _decode_plan(sets, split)) + [Step(N_("evaluate"), len(sets.paths(split)),
+                                                                        "evaluate")]
 
 
 def _base_features(job: Job, sets: Splits, split: str, views: int, augment, seed: int, prefix, forward,

@@ -89,4 +89,4 @@ def test_the_train_page_shows_the_feature_cache_and_empties_it(app_env):
     at.button(key="clear_feature_cache").click().run()
     assert_clean(at)
     assert feature_cache.usage(str(app_env)).entries == 0
-    assert "Feature cache: 0.0 MB in 0 entries" in texts(at)
+    assert "Feature cache: 0 MB in 0 entries" in texts(at)

@@ -92,13 +92,13 @@ def before_curves(snap: dict) -> None:
 def cache_controls(runs_dir: str) -> None:
     """The feature cache's size, and a button that empties it."""
     held = feature_cache.usage(runs_dir)
-    limit = feature_cache.limit_bytes()
     columns = st.columns([3, 1], vertical_alignment="center")
-    columns[0].caption(t("Feature cache: {size} MB in {n} entries (at most {limit} MB). A second run on the same "
-                         "images and base reads the base's features from it instead of computing them again.",
-                         size=fmt_num(held.bytes / 1e6, 1), n=fmt_int(held.entries), limit=fmt_int(limit / 1024 ** 2)))
     if columns[1].button(t("Empty the feature cache"), key="clear_feature_cache", disabled=held.entries == 0,
                          icon=":material/delete_sweep:"):
         freed = feature_cache.clear(runs_dir)
         st.toast(t("Feature cache emptied: {size} MB freed.", size=fmt_num(freed.bytes / 1e6, 1)))
-        st.rerun()
+        held = feature_cache.usage(runs_dir)
+    limit = feature_cache.limit_bytes()
+    columns[0].caption(t("Feature cache: {size} MB in {n} entries (at most {limit} MB). A second run on the same "
+                         "images and base reads the base's features from it instead of computing them again.",
+                         size=fmt_num(held.bytes / 1e6, 1), n=fmt_int(held.entries), limit=fmt_int(limit / 1024 ** 2)))
