@@ -290,7 +290,7 @@ def accuracy_panel(subject: subjects.Subject) -> None:
     work = task.work
     if work and work.get("points"):
         task.view.plotly_chart(inside_charts.accuracy_vs_epsilon(work["points"], work["n"]), key="vis_acc_chart")
-        task.view.caption(t("Why accuracy can rise again at large ε: FGSM takes one step of size ε in the direction "
+        st.caption(t("Why accuracy can rise again at large ε: FGSM takes one step of size ε in the direction "
                             "that raised the loss at the original image. A small step fools the model; a large one "
                             "overshoots and turns the photo into mostly noise, and what the model answers for noise "
                             "happens to be the right class for some of the images."))

@@ -86,7 +86,10 @@ class RunProgress:
         return None, True
 
     def remaining(self) -> tuple[float, float] | None:
-        """(low, high) seconds left for the whole run; None until the current phase has a measured rate."""
+        """(low, high) seconds left for the whole run; None until the current phase has a measured rate
+        (and before the run has a phase or a plan: nothing to go by)."""
+        if not self._kind and not self._plan:
+            return None
         here, guessed = self.seconds_per_unit(self._kind) if self._kind else (None, True)
         if here is None and self._total > self._done:
             return None

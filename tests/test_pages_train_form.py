@@ -41,7 +41,7 @@ def no_weights(tmp_path, monkeypatch):
 def started_configs(env, monkeypatch) -> list:
     """Start records the TrainConfig the page would run instead of training."""
     configs = []
-    monkeypatch.setattr(env["registry"], "start", configs.append)
+    monkeypatch.setattr(env["registry"], "start", lambda config, owner=None: configs.append(config))
     return configs
 
 

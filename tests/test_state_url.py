@@ -135,8 +135,8 @@ def test_the_sidebar_scans_before_it_names_the_dataset(env, shapes, monkeypatch)
     monkeypatch.setattr(state, "current_dataset", watched_scan)
     at = open_typed(open_app(), shapes)
     assert drawn_before_scan
-    language_switch_only = 1
-    assert drawn_before_scan[0] <= language_switch_only, drawn_before_scan
+    language_and_presenter_switches = 2
+    assert drawn_before_scan[0] <= language_and_presenter_switches, drawn_before_scan
 
 
 # ---------------------------------------------------------------- bug 1: augmentation and runs

@@ -272,13 +272,14 @@ def page(tmp_path, samples_dir, monkeypatch):
 
 def test_uploading_on_the_dataset_page_opens_the_dataset_and_delete_asks_first(page):
     from apptest_helpers import assert_clean, open_app, texts
+    from ui import state
 
     at = open_app("dataset")
     assert at.file_uploader(key="dataset_zip").proto.max_upload_size_mb == 200  # what the browser enforces
     at.file_uploader(key="dataset_zip").upload("pets.zip", zip_bytes(two_classes("pets/")), "application/zip")
     at.run()
     assert_clean(at)
-    owner = at.session_state["owner_id"]
+    owner = at.session_state[state.OWNER]
     path = os.path.join(str(page), owner, "pets")
     assert at.session_state["dataset_path"] == path
     assert "Classes: cats, dogs" in texts(at)
