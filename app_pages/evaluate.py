@@ -52,7 +52,7 @@ def main() -> None:
 def ladder_table(runs: list[Run]) -> None:
     """Every run: its dataset, test and validation accuracy, strategy, base, size, epochs, time, state."""
     st.subheader(t("All runs"))
-    table = pd.DataFrame([results.shown_row(results.ladder_row(r)) for r in runs])
+    table = pd.DataFrame([results.shown_row(results.ladder_row(r)) for r in runs], columns=list(results.LADDER_HEADERS))
     st.dataframe(table, hide_index=True, key="ladder", column_config=headers(results.LADDER_HEADERS))
     ladder_chart(runs)
     manage_runs(runs)

@@ -34,6 +34,8 @@ def test_a_renamed_run_shows_its_name_in_the_table_and_the_pickers(two_runs):
     at.button(key="FormSubmitter:rename_run-Rename").click().run()
     assert_clean(at)
     assert "first try, 150 px" in list(table(at)["run"])
+    # The accuracies come right after the run and its dataset: on screen at 1280 px.
+    assert list(table(at).columns)[:4] == ["run", "dataset", "test accuracy", "validation accuracy"]
     assert runs.read_run(two_runs[0]).label == "first try, 150 px"
     assert "first try, 150 px" in at.selectbox(key="manage_run").format_func(older)
 

@@ -19,7 +19,7 @@ CHART_FONT_PX = 17
 STYLE = f"""<style>
 html {{ font-size: {ROOT_FONT_PX}px; }}
 [data-testid="stMain"] .js-plotly-plot .main-svg text {{ font-size: {CHART_FONT_PX}px !important; }}
-[data-testid="stMain"] .block-container {{ padding-top: 2.5rem; max-width: 100%; }}
+[data-testid="stMainBlockContainer"] {{ padding-top: 2.5rem; max-width: 100%; }}
 </style>"""
 
 
