@@ -6,6 +6,7 @@ import re
 
 import streamlit as st
 
+from core.augment import FILL_MODE_LABELS
 from core.images import display_name
 from ui import glossary, presenter, state
 from ui.i18n import N_, fmt_int, fmt_num, fmt_pct, t
@@ -32,7 +33,8 @@ STATE_WORDS = {"queued": N_("queued"), "running": N_("running"), "stopping": N_(
                "not started": N_("not started")}
 # One word per augmentation setting with a single value (describe_augment).
 _AUGMENT_PARTS = {"shear": N_("shear {value}"), "zoom": N_("zoom {value}"), "brightness": N_("brightness {value}"),
-                  "contrast": N_("contrast {value}"), "hue": N_("hue {value}")}
+                  "contrast": N_("contrast {value}"), "hue": N_("hue {value}"),
+                  "channel_shift": N_("channel shift {value}")}
 
 
 def plain(text) -> str:
@@ -130,4 +132,6 @@ def describe_augment(config) -> str:
         parts.append(t("horizontal flip"))
     if c.vertical_flip:
         parts.append(t("vertical flip"))
+    if parts and getattr(c, "fill_mode", "nearest") != "nearest":  # the fill matters only when pixels move
+        parts.append(t("fill: {mode}", mode=t(FILL_MODE_LABELS.get(c.fill_mode, c.fill_mode))))
     return comma_list(parts) or t("no transformation (identity)")
