@@ -31,7 +31,7 @@ from responsiveness import (CHROMIUM, CHROMIUM_ARGS, H1, IDLE, MAIN_IMAGES, VIEW
 
 PAGES = {"": "Dataset", "augment": "Augment", "train": "Train", "evaluate": "Evaluate", "predict": "Predict",
          "inspect": "Inspect", "visualize": "Visualize"}
-STOP_SHOWN = "[...document.querySelectorAll('[data-testid=stMain] button')].some(b => b.innerText.trim() === 'Stop')"
+STOP_SHOWN = "!!document.querySelector('[data-testid=stMain] .st-key-stop button')"  # the Stop button (key "stop")
 HEATMAP = ("[...document.querySelectorAll('[data-testid=stMain] .js-plotly-plot')]"
            ".some(g => g.data && g.data.some(d => d.type === 'heatmap'))")
 GRAD_CAM = ("[...document.querySelectorAll('[data-testid=stMain] [data-testid=stImageCaption], "
@@ -96,7 +96,13 @@ def measure(rounds: int, timeout_s: float) -> dict:
                 out["slider"].append(timed(lambda: page.keyboard.press("ArrowRight" if step % 2 else "ArrowLeft"),
                                            page, f"{MAIN_IMAGES}[1]?.src !== {json.dumps(before)} && {IDLE}",
                                            timeout_s))
-            trainer, trainer_page = start_training(browser, url, 300)
+            try:
+                trainer, trainer_page = start_training(browser, url, 300)
+            except Exception as e:  # noqa: BLE001  report what was measured, and why the rest was not
+                shot = folder / "start_failed.png"
+                browser.contexts[-1].pages[-1].screenshot(path=str(shot))
+                print(f"the training could not be started ({type(e).__name__}); screenshot {shot}", flush=True)
+                return out
             for _ in range(rounds):  # the person who started it presses F5: their job, with its Stop button
                 out["refresh"].append(timed(lambda: trainer_page.reload(), trainer_page, on("Train", STOP_SHOWN),
                                             timeout_s))
