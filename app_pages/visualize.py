@@ -157,7 +157,10 @@ def regularization_controls(subject: subjects.Subject) -> tuple[dict, bool]:
                             disabled=plain, help=t("Pulls every pixel towards gray, so that colours do not saturate."))
         lr = cols[3].slider(t("Learning rate"), 1.0, 20.0, 6.0, step=0.5, key="vis_ideal_lr",
                             help=t("How far the pixels move at each step (in pixel levels)."))
-        compare = st.toggle(t("Also draw it without regularization, side by side"), key="vis_ideal_compare",
+        # One toggle per kind of model: its default (on for a pretrained classifier) holds even when the
+        # page was first opened on a run.
+        compare = st.toggle(t("Also draw it without regularization, side by side"),
+                            key="vis_ideal_compare_" + ("pretrained" if subject.pretrained else "run"),
                             value=subject.pretrained, disabled=plain)
     regularization = NO_REGULARIZATION if plain else {"tv_weight": tv, "jitter": jitter, "l2_weight": l2}
     return {"lr": lr, **regularization}, compare and not plain

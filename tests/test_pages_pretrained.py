@@ -134,7 +134,7 @@ def test_visualize_ideal_image_with_and_without_regularization(env):
     at = pretrained_page("visualize")
     target = at.selectbox(key="vis_ideal_class_pretrained-mobilenet_v2")
     assert target.value == pretrained.class_names().index("tabby")
-    assert at.toggle(key="vis_ideal_compare").value  # side by side by default for a pretrained classifier
+    assert at.toggle(key="vis_ideal_compare_pretrained").value  # side by side by default for a pretrained classifier
     at.slider(key="vis_ideal_tv").set_value(0.5).run()
     at.button(key="vis_ideal_start").click().run()
     assert_clean(at)
@@ -147,7 +147,7 @@ def test_visualize_ideal_image_with_and_without_regularization(env):
     assert "Total variation 0.5, jitter 8 px" in texts(at)
     # "No regularization" turns every regularizer off and the comparison with it.
     at.toggle(key="vis_ideal_plain").set_value(True).run()
-    assert at.slider(key="vis_ideal_tv").disabled and at.toggle(key="vis_ideal_compare").disabled
+    assert at.slider(key="vis_ideal_tv").disabled and at.toggle(key="vis_ideal_compare_pretrained").disabled
 
 
 @pytest.mark.slow
