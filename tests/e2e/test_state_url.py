@@ -54,7 +54,9 @@ def test_a_reload_and_a_second_tab_keep_the_dataset_and_the_running_job(page: Pa
     epochs.press("Enter")
     idle(page)
     main.get_by_role("button", name="Start training").click()
-    expect(main).to_contain_text("Run ", timeout=60_000)
+    # Wait for this browser's own job (its Stop button): before the rerun the page may still show
+    # another person's job, read-only, under its own "Run …" heading.
+    expect(main.locator(".st-key-stop button")).to_be_visible(timeout=60_000)
     run = re.search(r"Run (\S+)", main.get_by_test_id("stHeading").filter(has_text="Run ").first.inner_text()).group(1)
 
     seconds = []
