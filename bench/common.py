@@ -113,3 +113,16 @@ class Timer:
 
     def __exit__(self, *exc):
         self.seconds = time.perf_counter() - self.start
+
+
+def run_cli(cmd: list[str]) -> tuple[dict | None, float, subprocess.CompletedProcess]:
+    """One training CLI process: (its last JSON line, wall seconds, the process). On a failure (or
+    no JSON line) the JSON is None and the end of its output goes to stderr."""
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-3000:])
+        return None, wall, proc
+    return json.loads(lines[-1]), wall, proc

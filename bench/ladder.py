@@ -28,9 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402  (sets sys.path and KERAS_HOME)
@@ -87,14 +85,9 @@ def run_rung(data: str, rung: str, epochs: int | None, runs_dir: str, extra: lis
         cmd += ["--epochs", str(epochs)]
     print(f"[{common.now_utc()}] {rung}: {' '.join(cmd[1:])}  (load {common.load1()})", flush=True)
     load0 = common.load1()
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=common.ROOT, capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-3000:])
+    res, wall, proc = common.run_cli(cmd)
+    if res is None:
         raise SystemExit(f"rung {rung} failed (exit {proc.returncode})")
-    res = json.loads(lines[-1])
     from core import runs
 
     planned = runs.read_json(os.path.join(res["run_dir"], "config.json"), {})

@@ -15,9 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402  (sets sys.path and KERAS_HOME)
@@ -32,15 +30,10 @@ def run_recipe(data: str, name: str, runs_dir: str, extra: list[str]) -> dict:
     print(f"[{common.now_utc()}] {name}: {' '.join(cmd[1:])}  (load {common.load1()})", flush=True)
     if recipe.weights_problem():
         print(f"    note: {recipe.weights_problem()}", flush=True)
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=common.ROOT, capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-3000:])
+    res, wall, proc = common.run_cli(cmd)
+    if res is None:
         return {"recipe": name, "error": (proc.stderr.strip().splitlines() or ["failed"])[-1], "seconds": wall,
                 "published": recipe.accuracy, "published_on": recipe.published_on}
-    res = json.loads(lines[-1])
     from core import runs
 
     config = runs.read_json(os.path.join(res["run_dir"], "config.json"), {})
